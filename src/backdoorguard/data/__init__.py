@@ -1,0 +1,32 @@
+"""Built-in data sets (all offline) and user data.
+
+`load_dataset(name)` returns `Splits(name, train, test)`. Each built-in split is
+fixed (its own seed), so every run and every defense sees the same test set.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .. import registry
+from ..core.types import Splits
+from . import digits  # noqa: F401  (registers)
+
+__all__ = ["load_dataset", "recipe"]
+
+
+@lru_cache(maxsize=8)
+def _load(name: str) -> Splits:
+    return registry.create("dataset", name)
+
+
+def load_dataset(name: str) -> Splits:
+    """A built-in or user data set by name. The tensors are shared between calls:
+    treat them as read-only (attacks and defenses copy before changing)."""
+    return _load(name)
+
+
+def recipe(name: str) -> dict:
+    """The data set's recommended model and training settings."""
+    entry = registry.get("dataset", name)
+    return dict(entry.extra.get("recipe", {}))

@@ -1,0 +1,140 @@
+"""End-to-end steps shared by the command line, the demo and the benchmarks:
+resolve a run's configuration, train (optionally on poisoned data), evaluate,
+write the checkpoint and its metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .attacks import Attack, create_attack
+from .config import AttackConfig, TrainConfig, TrainRun, merge, validate
+from .core.checkpoint import atomic_output, save_model, write_json
+from .core.metrics import Metrics, evaluate
+from .core.runtime import Runtime
+from .core.training import History, fit
+from .core.types import ArrayDataset, PoisonedDataset, Splits, TaskSpec
+from .data import load_dataset, recipe
+from .errors import BadInput
+from .models import create_model
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A `TrainRun` with the data set's recipe filled in."""
+
+    run: TrainRun
+    data: Splits
+    model_name: str
+    train: TrainConfig
+
+
+def resolve(run: TrainRun) -> Resolved:
+    """Load the data and fill unset model and training settings from the data
+    set's recipe. Raises `BadInput` before any training on a bad setting."""
+    data = load_dataset(run.dataset)
+    defaults = recipe(run.dataset)
+    model_name = run.model or defaults.get("model")
+    if model_name is None:
+        raise BadInput(f"data set {run.dataset!r} has no default model; pass --model")
+    train = validate(TrainConfig, merge(defaults.get("train", {}), run.train), "train")
+    return Resolved(run, data, model_name, train)
+
+
+def build_attack(config: AttackConfig, task: TaskSpec) -> Attack:
+    return create_attack(config.name, task, target=config.target, mode=config.mode,
+                         **config.params)
+
+
+@dataclass
+class TrainResult:
+    """A trained model with everything needed to write and report it."""
+
+    model: nn.Module
+    resolved: Resolved
+    metrics: Metrics
+    history: History
+    attack: Attack | None
+    train_data: ArrayDataset | PoisonedDataset
+    runtime: Runtime
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.resolved.data.task
+
+    def record(self) -> dict[str, Any]:
+        """The run's record (metrics.json): deterministic except the `cost` section."""
+        run = self.resolved.run
+        attack = None
+        if self.attack is not None:
+            attack = {**self.attack.spec(), "poison_rate": run.attack.poison_rate,
+                      "poisoned": int(len(self.train_data.poison_index))}
+        return {
+            "dataset": run.dataset,
+            "model": {"name": self.resolved.model_name, "args": run.model_args},
+            "attack": attack,
+            "seed": self.runtime.seed,
+            "train": self.resolved.train.model_dump(),
+            "metrics": self.metrics.to_dict(),
+            "history": self.history.epochs,
+            "cost": {"train_seconds": round(self.history.seconds, 3),
+                     "passes": self.history.passes, "steps": self.history.steps},
+        }
+
+
+def train_run(run: TrainRun, runtime: Runtime = Runtime(),
+              resolved: Resolved | None = None) -> TrainResult:
+    """Train one model as `run` describes: poison the training set if an attack is
+    given, train, evaluate on the clean test set (and triggered, with the attack)."""
+    resolved = resolved or resolve(run)
+    task = resolved.data.task
+    attack = build_attack(run.attack, task) if run.attack else None
+    runtime.apply()
+    model = create_model(resolved.model_name, task, **run.model_args)
+    train_data: ArrayDataset = resolved.data.train
+    if attack is not None:
+        train_data = attack.poison(train_data, run.attack.poison_rate, seed=runtime.seed)
+    if run.defense:
+        raise BadInput(f"training-time defense {run.defense!r} is not available yet")
+    history = fit(model, train_data, resolved.train, runtime=runtime,
+                  description=f"train {resolved.model_name} on {run.dataset}")
+    metrics = evaluate(model, resolved.data.test, attack)
+    return TrainResult(model, resolved, metrics, history, attack, train_data, runtime)
+
+
+def write_train_files(result: TrainResult, directory: Path) -> None:
+    """Checkpoint (model.safetensors + model.json) and metrics.json into `directory`."""
+    record = result.record()
+    card = {"training": {"dataset": record["dataset"], "config": record["train"],
+                         "seed": record["seed"]},
+            "attack": record["attack"], "metrics": record["metrics"]}
+    save_model(result.model, directory, result.task, card=card)
+    write_json(directory / "metrics.json", record)
+
+
+def write_train_result(result: TrainResult, out: str | Path, *, overwrite: bool = False) -> Path:
+    """`write_train_files` into a new folder `out`, atomically."""
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        write_train_files(result, tmp)
+    return Path(out)
+
+
+def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict | None,
+                   card_task: TaskSpec | None = None) -> Metrics:
+    """Metrics of `model` on a data set's test split, with an optional attack."""
+    data = load_dataset(dataset)
+    if card_task is not None and (card_task.input_shape != data.task.input_shape
+                                  or card_task.num_outputs != data.task.num_outputs
+                                  or card_task.kind != data.task.kind):
+        raise BadInput(f"the model was trained for {card_task.kind} on inputs "
+                       f"{card_task.input_shape} with {card_task.num_outputs} outputs; data set "
+                       f"{dataset!r} is {data.task.kind} on {data.task.input_shape} with "
+                       f"{data.task.num_outputs}")
+    if isinstance(attack, dict):
+        attack = validate(AttackConfig, {k: v for k, v in attack.items()
+                                         if k in AttackConfig.model_fields}, "attack")
+    built = build_attack(attack, data.task) if attack is not None else None
+    return evaluate(model, data.test, built)
