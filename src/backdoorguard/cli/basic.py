@@ -1,119 +1,16 @@
-"""The `backdoorguard` command: parse, call the Python API, print.
-
-Exit status: 0 success, 2 bad input (one line on stderr, no traceback). `scan`
-will add 1 for "backdoor found". `--json` prints exactly one JSON object on
-stdout and nothing else.
-"""
+"""`list`, `train`, `evaluate`, `demo`."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .errors import BadInput
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  help="Find and remove backdoors in deep models.")
-
-# ---------------------------------------------------------------- shared options
-
-Seed = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")]
-Threads = Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice "
-                                                  "or $BACKDOORGUARD_THREADS).")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file; flags override it.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty output directory.")]
-RUNTIME_KEYS = ("seed", "device", "threads")
-
-
-def _runtime(file: dict[str, Any], seed: int | None, device: str | None, threads: int | None,
-             as_json: bool):
-    from .core.runtime import Runtime, resolve_device
-
-    settings = {"seed": 0, "device": "auto", "threads": None}
-    settings.update({k: file[k] for k in RUNTIME_KEYS if k in file})
-    for key, value in (("seed", seed), ("device", device), ("threads", threads)):
-        if value is not None:
-            settings[key] = value
-    if not isinstance(settings["seed"], int) or settings["seed"] < 0:
-        raise BadInput(f"seed {settings['seed']!r} must be a non-negative integer")
-    resolve_device(settings["device"])
-    return Runtime(seed=settings["seed"], device=settings["device"], threads=settings["threads"],
-                   progress=False if as_json else None)
-
-
-def _config_file(path: Path | None) -> dict[str, Any]:
-    from .config import load_yaml
-
-    return load_yaml(path) if path is not None else {}
-
-
-def _key_values(pairs: list[str] | None, flag: str) -> dict[str, Any] | None:
-    """`KEY=VALUE` flags to a dict; values are parsed as YAML (numbers, lists, ...)."""
-    if not pairs:
-        return None
-    import yaml
-
-    parsed = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BadInput(f"{flag} {pair!r} must look like KEY=VALUE")
-        parsed[key] = yaml.safe_load(value)
-    return parsed
-
-
-def _target(text: str | None) -> int | list[float] | None:
-    """`--target 3` (a class) or `--target 20,-5` (a regression vector)."""
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise BadInput(f"target {text!r} must be a class index or comma-separated numbers") from None
-
-
-def _emit(as_json: bool, data: dict[str, Any], render) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, sort_keys=True, allow_nan=True) + "\n")
-    else:
-        render()
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _metrics_table(columns: dict[str, dict[str, Any]], title: str):
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    for name in columns:
-        table.add_column(name, justify="right")
-    keys = []
-    for values in columns.values():
-        keys += [k for k in values if k not in keys and k != "kind"]
-    for key in keys:
-        cells = []
-        for values in columns.values():
-            value = values.get(key)
-            cells.append("" if value is None else f"{value:.4f}" if isinstance(value, float)
-                         else str(value))
-        table.add_row(key, *cells)
-    return table
-
+from ..errors import BadInput
+from . import app
+from .common import (RUNTIME_KEYS, ConfigFile, Device, Json, Overwrite, Seed, Threads, config_file,
+                     console, emit, key_values, metrics_table, runtime_from, parse_target)
 
 # ---------------------------------------------------------------- commands
 
@@ -123,7 +20,7 @@ def list_entries(
     as_json: Json = False,
 ) -> None:
     """List what is built in, with the tasks and modalities each entry supports."""
-    from . import registry
+    from .. import registry
 
     kinds = {"datasets": "dataset", "models": "model", "attacks": "attack", "defenses": "defense"}
     if kind is not None and kind not in kinds:
@@ -133,28 +30,29 @@ def list_entries(
     for k in chosen:
         data[k + "s"] = [{"name": e.name, "description": e.description, "tasks": list(e.tasks),
                           "modalities": list(e.modalities),
-                          **{key: e.extra[key] for key in ("shape", "size", "units")
+                          **{key: e.extra[key] for key in ("shape", "size", "units", "family")
                              if key in e.extra}} for e in registry.entries(k)]
 
     def render() -> None:
         from rich.table import Table
 
-        console = _console()
+        out_console = console()
         for section, rows in data.items():
             table = Table(title=section)
             for column in ("name", "task", "modality", "description"):
                 table.add_column(column)
             for row in rows:
+                family = f"{row['family']}: " if "family" in row else ""
                 extra = "" if "shape" not in row else (
                     f" (shape {'×'.join(map(str, row['shape']))}, {row['size']} samples, "
                     f"{row['units']})")
                 table.add_row(row["name"], "/".join(row["tasks"]), "/".join(row["modalities"]),
-                              row["description"] + extra)
+                              family + row["description"] + extra)
             if not rows:
                 table.add_row("(none yet)", "", "", "")
-            console.print(table)
+            out_console.print(table)
 
-    _emit(as_json, data, render)
+    emit(as_json, data, render)
 
 
 @app.command()
@@ -178,24 +76,24 @@ def train(
     config: ConfigFile = None,
 ) -> None:
     """Train a model, optionally on data poisoned by an attack; write a checkpoint."""
-    from .config import TrainRun, merge, validate
-    from .core.checkpoint import check_output
-    from .pipeline import resolve, train_run, write_train_result
+    from ..config import TrainRun, merge, validate
+    from ..core.checkpoint import check_output
+    from ..pipeline import resolve, train_run, write_train_result
 
-    file = _config_file(config)
+    file = config_file(config)
     out = out or file.pop("out", None)
     if out is None:
         raise BadInput("--out is required (the directory to write the checkpoint to)")
     check_output(out, overwrite=overwrite)
-    runtime = _runtime(file, seed, device, threads, as_json)
+    runtime = runtime_from(file, seed, device, threads, as_json)
     base = {k: v for k, v in file.items() if k not in RUNTIME_KEYS}
     flags: dict[str, Any] = {
-        "dataset": dataset, "model": model, "model_args": _key_values(model_arg, "--model-arg"),
+        "dataset": dataset, "model": model, "model_args": key_values(model_arg, "--model-arg"),
         "defense": defense,
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer},
     }
-    attack_flags = {"poison_rate": poison_rate, "target": _target(target), "mode": target_mode,
-                    "params": _key_values(attack_param, "--attack-param")}
+    attack_flags = {"poison_rate": poison_rate, "target": parse_target(target), "mode": target_mode,
+                    "params": key_values(attack_param, "--attack-param")}
     if attack == "none":
         base.pop("attack", None)
     elif attack is not None:
@@ -211,12 +109,12 @@ def train(
     record = result.record()
 
     def render() -> None:
-        _console().print(_metrics_table({"model": record["metrics"]},
+        console().print(metrics_table({"model": record["metrics"]},
                                         f"{resolved.model_name} on {run.dataset}"
                                         + (f", {run.attack.name} attack" if run.attack else "")))
-        _console().print(f"wrote {out}")
+        console().print(f"wrote {out}")
 
-    _emit(as_json, {**record, "out": str(out)}, render)
+    emit(as_json, {**record, "out": str(out)}, render)
 
 
 @app.command("evaluate")
@@ -231,13 +129,13 @@ def evaluate_command(
     config: ConfigFile = None,
 ) -> None:
     """Metrics of a checkpoint on clean (and triggered) test inputs."""
-    from .config import AttackConfig, merge, validate
-    from .core.checkpoint import load_model
-    from .core.types import TaskSpec
-    from .pipeline import evaluate_model
+    from ..config import AttackConfig, merge, validate
+    from ..core.checkpoint import load_model
+    from ..core.types import TaskSpec
+    from ..pipeline import evaluate_model
 
-    file = _config_file(config)
-    _runtime(file, seed, device, threads, as_json).apply()
+    file = config_file(config)
+    runtime_from(file, seed, device, threads, as_json).apply()
     model, card = load_model(directory)
     dataset = dataset or file.get("dataset") or card.get("training", {}).get("dataset")
     if dataset is None:
@@ -246,8 +144,8 @@ def evaluate_command(
     if attack == "none":
         attack_spec = None
     else:
-        flags = {"target": _target(target), "mode": target_mode,
-                 "params": _key_values(attack_param, "--attack-param")}
+        flags = {"target": parse_target(target), "mode": target_mode,
+                 "params": key_values(attack_param, "--attack-param")}
         if attack is not None:
             attack_spec = merge({"name": attack}, flags)
         elif attack_spec is not None:
@@ -263,7 +161,7 @@ def evaluate_command(
             "attack": attack_config.model_dump() if attack_config else None,
             "metrics": metrics.to_dict()}
     title = f"{directory} on {dataset}" + (f", {attack_config.name}" if attack_config else "")
-    _emit(as_json, data, lambda: _console().print(_metrics_table({"model": data["metrics"]}, title)))
+    emit(as_json, data, lambda: console().print(metrics_table({"model": data["metrics"]}, title)))
 
 
 @app.command()
@@ -274,52 +172,19 @@ def demo(
     config: ConfigFile = None,
 ) -> None:
     """The embedded default end to end: clean vs BadNets-backdoored model on digits."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
-    file = _config_file(config)
-    runtime = _runtime(file, seed, device, threads, as_json)
+    file = config_file(config)
+    runtime = runtime_from(file, seed, device, threads, as_json)
     summary = run_demo(out, runtime, epochs=epochs)
 
     def render() -> None:
-        console = _console()
-        console.print(_metrics_table(summary["models"],
+        out_console = console()
+        out_console.print(metrics_table(summary["models"],
                                      f"{summary['model']} on {summary['dataset']}, "
                                      f"BadNets at {summary['poison_rate']:.0%} poisoning"))
-        console.print(f"wrote {out}/: " + ", ".join(summary["files"]))
+        out_console.print(f"wrote {out}/: " + ", ".join(summary["files"]))
 
-    _emit(as_json, summary, render)
-
-
-# ---------------------------------------------------------------- entry point
-
-def _click_exception_type():
-    try:
-        from typer._click.exceptions import ClickException
-    except ImportError:  # typer releases before the vendored click
-        from click.exceptions import ClickException
-    return ClickException
+    emit(as_json, summary, render)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; bad input is one line on stderr and exit status 2."""
-    click_exception = _click_exception_type()
-    if argv is None:
-        argv = sys.argv[1:]
-    if not argv:
-        argv = ["--help"]
-    try:
-        result = app(args=argv, prog_name="backdoorguard", standalone_mode=False)
-    except BadInput as error:
-        sys.stderr.write(f"error: {error}\n")
-        return 2
-    except click_exception as error:
-        sys.stderr.write(f"error: {error.format_message()}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
-    return result if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Shared pieces of the command line: common options, config merging, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import BadInput
+
+# ---------------------------------------------------------------- shared options
+
+Seed = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")]
+Threads = Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice "
+                                                  "or $BACKDOORGUARD_THREADS).")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file; flags override it.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty output directory.")]
+RUNTIME_KEYS = ("seed", "device", "threads")
+
+
+def runtime_from(file: dict[str, Any], seed: int | None, device: str | None, threads: int | None,
+             as_json: bool):
+    from ..core.runtime import Runtime, resolve_device
+
+    settings = {"seed": 0, "device": "auto", "threads": None}
+    settings.update({k: file[k] for k in RUNTIME_KEYS if k in file})
+    for key, value in (("seed", seed), ("device", device), ("threads", threads)):
+        if value is not None:
+            settings[key] = value
+    if not isinstance(settings["seed"], int) or settings["seed"] < 0:
+        raise BadInput(f"seed {settings['seed']!r} must be a non-negative integer")
+    resolve_device(settings["device"])
+    return Runtime(seed=settings["seed"], device=settings["device"], threads=settings["threads"],
+                   progress=False if as_json else None)
+
+
+def config_file(path: Path | None) -> dict[str, Any]:
+    from ..config import load_yaml
+
+    return load_yaml(path) if path is not None else {}
+
+
+def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any] | None:
+    """`KEY=VALUE` flags to a dict; values are parsed as YAML (numbers, lists, ...)."""
+    if not pairs:
+        return None
+    import yaml
+
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"{flag} {pair!r} must look like KEY=VALUE")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
+
+
+def parse_target(text: str | None) -> int | list[float] | None:
+    """`--target 3` (a class) or `--target 20,-5` (a regression vector)."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInput(f"target {text!r} must be a class index or comma-separated numbers") from None
+
+
+def emit(as_json: bool, data: dict[str, Any], render) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, sort_keys=True, allow_nan=True) + "\n")
+    else:
+        render()
+
+
+def console():
+    from rich.console import Console
+
+    return Console()
+
+
+def metrics_table(columns: dict[str, dict[str, Any]], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    keys = []
+    for values in columns.values():
+        keys += [k for k in values if k not in keys and k != "kind"]
+    for key in keys:
+        cells = []
+        for values in columns.values():
+            value = values.get(key)
+            cells.append("" if value is None else f"{value:.4f}" if isinstance(value, float)
+                         else str(value))
+        table.add_row(key, *cells)
+    return table
+
+
