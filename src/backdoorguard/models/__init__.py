@@ -10,7 +10,7 @@ from torch import nn
 from .. import registry
 from ..core.types import TaskSpec
 from ..errors import BadInput
-from . import cnn  # noqa: F401  (registers)
+from . import cnn, mlp, preact_resnet, resnet1d  # noqa: F401  (registers)
 from .base import Backbone, has_convention, skip_connections
 
 __all__ = ["Backbone", "create_model", "has_convention", "skip_connections"]
