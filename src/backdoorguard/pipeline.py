@@ -122,6 +122,15 @@ def write_train_result(result: TrainResult, out: str | Path, *, overwrite: bool 
     return Path(out)
 
 
+def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDataset:
+    """The defender's clean data: a seeded, stratified `fraction` of the clean
+    training split (5 % by default, as post-training defenses assume)."""
+    if not 0.0 < fraction < 1.0:
+        raise BadInput(f"clean fraction {fraction} must lie strictly between 0 and 1")
+    subset, _ = data.train.split(fraction, seed=seed)
+    return subset
+
+
 def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict | None,
                    card_task: TaskSpec | None = None) -> Metrics:
     """Metrics of `model` on a data set's test split, with an optional attack."""
