@@ -122,6 +122,30 @@ def write_train_result(result: TrainResult, out: str | Path, *, overwrite: bool 
     return Path(out)
 
 
+def training_set(card: dict[str, Any], data: Splits) -> ArrayDataset:
+    """The training set a checkpoint learnt from: the data set's training split,
+    poisoned again as its card records (same attack, rate and seed; attacks are
+    deterministic given their spec and seed)."""
+    spec = card.get("attack")
+    if not spec:
+        return data.train
+    config = validate(AttackConfig, {k: v for k, v in spec.items()
+                                     if k in AttackConfig.model_fields}, "attack")
+    seed = int(card.get("training", {}).get("seed", 0))
+    return build_attack(config, data.task).poison(data.train, config.poison_rate, seed=seed)
+
+
+def check_same_task(card_task: TaskSpec, data: Splits, dataset: str) -> None:
+    """`BadInput` unless a model trained for `card_task` can take `dataset`."""
+    task = data.task
+    if (card_task.input_shape != task.input_shape or card_task.num_outputs != task.num_outputs
+            or card_task.kind != task.kind):
+        raise BadInput(f"the model was trained for {card_task.kind} on inputs "
+                       f"{card_task.input_shape} with {card_task.num_outputs} outputs; data set "
+                       f"{dataset!r} is {task.kind} on {task.input_shape} with "
+                       f"{task.num_outputs}")
+
+
 def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDataset:
     """The defender's clean data: a seeded, stratified `fraction` of the clean
     training split (5 % by default, as post-training defenses assume)."""
@@ -135,13 +159,8 @@ def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict |
                    card_task: TaskSpec | None = None) -> Metrics:
     """Metrics of `model` on a data set's test split, with an optional attack."""
     data = load_dataset(dataset)
-    if card_task is not None and (card_task.input_shape != data.task.input_shape
-                                  or card_task.num_outputs != data.task.num_outputs
-                                  or card_task.kind != data.task.kind):
-        raise BadInput(f"the model was trained for {card_task.kind} on inputs "
-                       f"{card_task.input_shape} with {card_task.num_outputs} outputs; data set "
-                       f"{dataset!r} is {data.task.kind} on {data.task.input_shape} with "
-                       f"{data.task.num_outputs}")
+    if card_task is not None:
+        check_same_task(card_task, data, dataset)
     if isinstance(attack, dict):
         attack = validate(AttackConfig, {k: v for k, v in attack.items()
                                          if k in AttackConfig.model_fields}, "attack")

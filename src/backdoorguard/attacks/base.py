@@ -77,6 +77,21 @@ class Attack(ABC):
         vector = torch.tensor(self.target_value, dtype=y.dtype, device=y.device)
         return vector.expand(len(y), -1).clone()
 
+    def triggered(self, test: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(triggered inputs, true labels, targets) on which the attack's success
+        is measured: by default every test sample the attack does not already
+        satisfy (true label = target class; for regression, within `tol` of the
+        target), with the trigger applied. Attacks whose trigger is a place in
+        input space rather than a change of the input override this."""
+        from ..core.metrics import distances
+
+        y_target = self.target(test.y)
+        if self.task.is_classification:
+            keep = test.y != y_target
+        else:
+            keep = distances(test.y, y_target) > (self.task.tol or 0.0)
+        return self.apply(test.x[keep]), test.y[keep], y_target[keep]
+
     def candidates(self, data: ArrayDataset) -> torch.Tensor:
         """Indices of the samples this attack may poison."""
         if self.clean_label:

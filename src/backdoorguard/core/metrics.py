@@ -137,16 +137,9 @@ class Metrics:
 
 def triggered_subset(test: ArrayDataset, attack: Attack) -> tuple[torch.Tensor, torch.Tensor,
                                                                   torch.Tensor]:
-    """(triggered inputs, true labels, targets) for the test samples the attack
-    does not already satisfy."""
-    y_target = attack.target(test.y)
-    task = test.task
-    if task.is_classification:
-        keep = test.y != y_target
-    else:
-        keep = distances(test.y, y_target) > (task.tol or 0.0)
-    x = test.x[keep]
-    return attack.apply(x), test.y[keep], y_target[keep]
+    """(triggered inputs, true labels, targets) the attack is measured on
+    (`Attack.triggered`)."""
+    return attack.triggered(test)
 
 
 def evaluate(model: nn.Module, test: ArrayDataset, attack: Attack | None = None,

@@ -1,2 +1,4 @@
 """Defenses, grouped by what they need and return: detection, audit,
 training-time, post-training purification."""
+
+from . import audit  # noqa: F401,E402  (registers)
