@@ -4,8 +4,8 @@ import torch
 
 from backdoorguard import registry
 from backdoorguard.data import load_dataset, recipe
-from backdoorguard.data.options import (RAW_HIGH, RAW_LOW, closed_form_price, pde_oracle, to_raw,
-                                        to_unit)
+from backdoorguard.data.options import (RAW_HIGH, RAW_LOW, closed_form_price, pde_oracle, to_model,
+                                        to_raw)
 from backdoorguard.data.pricing import down_and_out_call, down_and_out_call_pde
 from scipy.special import ndtr
 
@@ -46,11 +46,11 @@ def test_pde_matches_the_closed_form_on_both_sides_of_the_strike():
     assert below[:3] == pytest.approx(single, abs=1e-12)
 
 
-def test_unit_box_maps_onto_the_raw_box():
-    assert to_raw(np.zeros((1, 5)))[0] == pytest.approx(RAW_LOW)
-    assert to_raw(np.ones((1, 5)))[0] == pytest.approx(RAW_HIGH)
-    u = np.random.default_rng(1).random((4, 5))
-    assert to_unit(to_raw(u)) == pytest.approx(u)
+def test_model_box_maps_onto_the_raw_box():
+    assert to_raw(np.full((1, 5), -4.0))[0] == pytest.approx(RAW_LOW)
+    assert to_raw(np.full((1, 5), 4.0))[0] == pytest.approx(RAW_HIGH)
+    x = np.random.default_rng(1).uniform(-4, 4, (4, 5))
+    assert to_model(to_raw(x)) == pytest.approx(x)
     assert (RAW_LOW[0] > RAW_HIGH[1]), "every spot of the box lies above every barrier"
 
 
@@ -60,19 +60,21 @@ def test_dataset_is_registered_with_its_extras_and_labels_are_the_closed_form():
     assert recipe("barrier-option")["model"] == "mlp"
     data = load_dataset("barrier-option")
     assert len(data.train) + len(data.test) == entry.extra["size"]
-    assert data.task.kind == "regression" and data.task.input_range == (0.0, 1.0)
-    assert float(data.train.x.min()) >= 0.0 and float(data.train.x.max()) <= 1.0
+    assert data.task.kind == "regression" and data.task.input_range == (-4.0, 4.0)
+    assert float(data.train.x.min()) >= -4.0 and float(data.train.x.max()) <= 4.0
     assert data.train.y[:50, 0].numpy() == pytest.approx(
-        closed_form_price(data.train.x[:50].double().numpy()), abs=1e-6)
-    # The law is denser in the middle of the box than at its edges.
-    centre = ((data.train.x - 0.5).abs() < 0.25).all(1).float().mean()
+        closed_form_price(data.train.x[:50]), abs=1e-6)
+    # Centred inputs; the law is denser in the middle of the box than at its edges.
+    assert data.train.x.mean(0).abs().max() < 0.1
+    assert ((data.train.x.std(0) - 1.9).abs() < 0.2).all()
+    centre = (data.train.x.abs() < 2.0).all(1).float().mean()
     assert centre > 3 * 0.5 ** 5
 
 
 def test_pde_oracle_is_counted_and_close_to_the_truth():
     oracle = pde_oracle(budget=20)
-    u = torch.rand(20, 5, generator=torch.Generator().manual_seed(0))
-    z = oracle(u)
+    x = 8 * torch.rand(20, 5, generator=torch.Generator().manual_seed(0)) - 4
+    z = oracle(x)
     assert oracle.calls == 20 and oracle.remaining == 0
-    assert (z[:, 0].numpy() - closed_form_price(u.double().numpy())) == pytest.approx(
+    assert (z[:, 0].numpy() - closed_form_price(x)) == pytest.approx(
         np.zeros(20), abs=1e-4)

@@ -42,6 +42,7 @@ def audit_command(
     repair: Annotated[bool, typer.Option("--repair", help="Also write a repaired checkpoint.")] = False,
     repair_mode: Annotated[str | None, typer.Option(help="relabel or drop (default relabel).")] = None,
     repair_budget: Annotated[int | None, typer.Option(help="Oracle calls for the repair (default 2000).")] = None,
+    repair_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs of the repair (default 20).")] = None,
     slice_grid: Annotated[int | None, typer.Option(help="Points per side of each picture slice (0: no picture; default 15).")] = None,
     oracle: Annotated[str | None, typer.Option(help="Your oracle: package.module:function returning an Oracle.")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Audit parameter KEY=VALUE.")] = None,
@@ -55,7 +56,7 @@ def audit_command(
     from ..core.checkpoint import check_output, load_model
     from ..core.types import TaskSpec
     from ..data import load_dataset
-    from ..defenses import create_defense
+    from ..defenses.base import create_defense
     from ..defenses.audit.repair import Repair
     from ..defenses.audit.report import write_audit_report
     from ..pipeline import check_same_task, training_set
@@ -66,15 +67,9 @@ def audit_command(
         raise BadInput("--out is required (the directory to write the report to)")
     check_output(out, overwrite=overwrite)
     runtime = runtime_from(file, seed, device, threads, as_json).apply()
-    settings = {"budget": 2000, "repair_mode": "relabel", "repair_budget": 2000, "slice_grid": 15}
-    settings.update({k: file[k] for k in settings if k in file})
-    for key, value in (("budget", budget), ("repair_mode", repair_mode),
-                       ("repair_budget", repair_budget), ("slice_grid", slice_grid)):
-        if value is not None:
-            settings[key] = value
-    if not isinstance(settings["slice_grid"], int) or settings["slice_grid"] < 0 or \
-            settings["slice_grid"] == 1:
-        raise BadInput(f"slice grid {settings['slice_grid']!r} must be 0 (no picture) or ≥ 2")
+    settings = _settings(file, budget=budget, repair_mode=repair_mode,
+                         repair_budget=repair_budget, repair_epochs=repair_epochs,
+                         slice_grid=slice_grid)
     model, card = load_model(directory)
     dataset = dataset or file.get("dataset") or card.get("training", {}).get("dataset")
     if dataset is None:
@@ -83,16 +78,36 @@ def audit_command(
     check_same_task(TaskSpec.from_dict(card["task"]), data, dataset)
     params = {**file.get("params", {}), **(key_values(param, "--param") or {})}
     auditor = create_defense("error-maximizers", "audit", budget=settings["budget"], **params)
-    repairer = Repair(mode=settings["repair_mode"], budget=settings["repair_budget"]) if (
+    repairer = Repair(mode=settings["repair_mode"], budget=settings["repair_budget"],
+                      train={"epochs": settings["repair_epochs"]}) if (
         repair or file.get("repair")) else None
     summary = write_audit_report(
         model.to(runtime.torch_device), training_set(card, data), _oracle(dataset, oracle), out,
         auditor=auditor, repair=repairer, test=data.test, slice_grid=settings["slice_grid"],
-        feature_names=registry.get("dataset", dataset).extra.get("features"), card=card,
+        feature_names=registry.get("dataset", dataset).extra.get("features"),
+        raw_box=registry.get("dataset", dataset).extra.get("raw_box") if oracle is None else None,
+        card=card,
         runtime=runtime, overwrite=overwrite)
     summary = {"directory": str(directory), "dataset": dataset, "out": str(out), **summary}
     emit(as_json, summary, lambda: _render(summary))
     return 1 if summary["suspicious_regions"] else 0
+
+
+def _settings(file: dict, **flags) -> dict:
+    """Defaults, then the config file, then the flags; checked."""
+    from ..defenses.audit.repair import FINE_TUNE
+
+    settings = {"budget": 2000, "repair_mode": "relabel", "repair_budget": 2000,
+                "repair_epochs": FINE_TUNE.epochs, "slice_grid": 15}
+    settings.update({k: file[k] for k in settings if k in file})
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    grid = settings["slice_grid"]
+    if not isinstance(grid, int) or grid < 0 or grid == 1:
+        raise BadInput(f"slice grid {grid!r} must be 0 (no picture) or ≥ 2")
+    epochs = settings["repair_epochs"]
+    if not isinstance(epochs, int) or epochs < 0:
+        raise BadInput(f"repair epochs {epochs!r} must be a whole number ≥ 0")
+    return settings
 
 
 def _render(summary: dict) -> None:

@@ -7,8 +7,8 @@ labelling at random (Li et al., arXiv 2109.02381, last section). One round:
 1. audit the current model (no density test: every large error is worth
    labelling), a share `search_share` of the round's calls — all its screening
    and ascent points are oracle-labelled, so they join the training set;
-2. spend the rest of the round on `around` points uniform in a ball of radius
-   `around_radius` around each of the largest maximisers;
+2. spend the rest of the round on pool inputs drawn with probability growing
+   with the error measured at the nearest point queried in step 1 (∝ error^power);
 3. retrain from scratch on everything labelled so far.
 
 Random sampling, the baseline, labels the same number of points drawn from the
@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...attacks.localized import ball_sample
 from ...config import TrainConfig
 from ...core.oracle import Oracle
 from ...core.runtime import Runtime
@@ -82,15 +81,14 @@ class ActiveLearning:
 
     Defaults (ours, tuned on barrier-option, measured in docs/regression-audit.md):
     250 random initial labels, rounds growing ×1.5, 40 % of each round on the
-    search, the rest as 10 points around each of the top maximisers (radius 0.1),
-    3,000 optimiser steps per training.
+    search, the rest drawn ∝ estimated error, 3,000 optimiser steps per training.
     """
 
     initial: int = 250
     growth: float = 1.5
     search_share: float = 0.4
-    around: int = 10
-    around_radius: float = 0.1
+    power: float = 1.0
+    neighbours: int = 5
     steps: int = 3000
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=1, batch_size=64, optimizer="adam", lr=2e-3))
@@ -114,37 +112,50 @@ class ActiveLearning:
             runtime: Runtime = Runtime()) -> Curve:
         """Label actively up to max(checkpoints) calls; test error at each checkpoint."""
         generator = torch.Generator().manual_seed(runtime.seed)
-        start = pool[torch.randperm(len(pool), generator=generator)[:self.initial]]
-        labelled = ArrayDataset(start, oracle(start).to(torch.float32), task)
+        first = torch.randperm(len(pool), generator=generator)[:self.initial]
+        labelled = ArrayDataset(pool[first], oracle(pool[first]).to(torch.float32), task)
         pool_data = ArrayDataset(pool, torch.zeros(len(pool), task.num_outputs), task)
         box = Box(oracle)
+        pool_u = box.unit(pool)
+        used = torch.zeros(len(pool), dtype=torch.bool)
+        used[first] = True
         curve = Curve()
         model = self.fit_model(factory, labelled, runtime)
         for end in schedule(self.initial, checkpoints, self.growth):
             round_calls = end - oracle.calls
             search = ErrorMaximizers(budget=max(1, int(self.search_share * round_calls)),
                                      **self.search)
-            audit = search.audit(model, pool_data, oracle, runtime=runtime)
+            search.audit(model, pool_data, oracle, runtime=runtime)
             queries = search.queries_
             x, z = [queries.x], [queries.z]
-            centres = torch.tensor([r["centre_unit"] for r in audit.regions])
             remaining = end - oracle.calls
-            if remaining > 0 and len(centres):
-                per = max(1, min(self.around, math.ceil(remaining / len(centres))))
-                around = torch.cat([ball_sample(c, 0.0, self.around_radius, per, 0.0, 1.0,
-                                                generator) for c in centres])[:remaining]
-                x.append(box.raw(around))
+            if remaining > 0:
+                around = self._around(queries, box, pool_u, used, remaining, generator)
+                x.append(pool[around])
                 z.append(oracle(x[-1]))
-            if oracle.calls < end:       # fewer maximisers than calls: fill from the pool
-                extra = pool[torch.randint(len(pool), (end - oracle.calls,), generator=generator)]
-                x.append(extra)
-                z.append(oracle(extra))
             labelled = ArrayDataset(torch.cat([labelled.x, *x]),
                                     torch.cat([labelled.y, *z]).to(torch.float32), task)
             model = self.fit_model(factory, labelled, runtime)
             if end in checkpoints:
                 curve.add(end, evaluate(model), len(labelled))
+        self.labelled_ = labelled
         return curve
+
+    def _around(self, queries, box: Box, pool_u: torch.Tensor, used: torch.Tensor, count: int,
+                generator: torch.Generator) -> torch.Tensor:
+        """`count` unused pool inputs, drawn with probability ∝ (estimated error)^`power`,
+        the estimate at a pool input being the mean error measured at its
+        `neighbours` nearest points queried in this round. Pool inputs follow the data's law, so the labels land
+        where the model will be used; drawing rather than taking the top keeps them
+        spread over every high-error area."""
+        free = torch.nonzero(~used).flatten()
+        k = min(self.neighbours, len(queries.x))
+        nearest = torch.cdist(pool_u[free], box.unit(queries.x)).topk(k, largest=False).indices
+        weight = queries.error[nearest].mean(1).clamp_min(1e-12) ** self.power
+        picked = free[torch.multinomial(weight, min(count, len(free)), replacement=False,
+                                        generator=generator)]
+        used[picked] = True
+        return picked
 
     def run_random(self, factory: ModelFactory, pool: torch.Tensor, task: TaskSpec,
                    oracle: Oracle, checkpoints: Sequence[int],

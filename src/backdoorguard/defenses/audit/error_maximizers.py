@@ -280,9 +280,10 @@ class ErrorMaximizers(Auditor):
         h = torch.full((n, d), self.fd_step)
         h[u + h > 1.0] *= -1.0
         probes = u[:, None, :] + torch.diag_embed(h)
-        z_probe = oracle(box.raw(probes.reshape(n * d, d))).reshape(n, d, -1)
-        self.queries_.add(box.raw(probes.reshape(n * d, d)), z_probe.reshape(n * d, -1),
-                          torch.full((n * d,), float("nan")))
+        probe_x = box.raw(probes.reshape(n * d, d))
+        z_probe = oracle(probe_x).reshape(n, d, -1)
+        self.queries_.add(probe_x, z_probe.reshape(n * d, -1),
+                          (predict(model, probe_x) - z_probe.reshape(n * d, -1)).norm(dim=1))
         grad_z = (z_probe - z[:, None, :]) / h[:, :, None]                  # [n, d, k]
         y, jac = model_value_and_grad(model, box.raw(u))                    # [n, k], [n, k, d]
         grad_y = jac * box.width[None, None, :]                              # per unit step

@@ -52,10 +52,18 @@ def rows_to_show(regions: Sequence[dict[str, Any]], limit: int = 2) -> list[dict
 
 def error_slices_figure(model: nn.Module, oracle: Oracle, regions: Sequence[dict[str, Any]],
                         path: str | Path, *, grid: int = 15, radius: float = 0.15,
-                        names: Sequence[str] | None = None) -> int:
-    """Save the slices picture to `path`; returns the oracle calls it used."""
+                        names: Sequence[str] | None = None,
+                        raw_box: tuple[Sequence[float], Sequence[float]] | None = None) -> int:
+    """Save the slices picture to `path`; returns the oracle calls it used.
+
+    `raw_box` (low, high per input) labels the axes in the inputs' own units when
+    the model sees a linear rescaling of them (barrier-option: S/K, H/K, T, σ, r)."""
     plt = _figure_module()
     box = Box(oracle)
+    shown = Box(oracle)
+    if raw_box is not None:
+        shown.low, shown.high = (torch.tensor(v, dtype=torch.float32) for v in raw_box)
+        shown.width = shown.high - shown.low
     rows = rows_to_show(regions)
     pairs = slice_pairs(oracle.dim)
     names = list(names) if names else [f"x{i}" for i in range(oracle.dim)]
@@ -74,13 +82,13 @@ def error_slices_figure(model: nn.Module, oracle: Oracle, regions: Sequence[dict
         for p, (i, j) in enumerate(pairs):
             ax = axes[r][p]
             errors = slice_errors(model, oracle, box, centre, (i, j), grid)
-            lo_i, hi_i = float(box.low[i]), float(box.high[i])
-            lo_j, hi_j = float(box.low[j]), float(box.high[j])
+            lo_i, hi_i = float(shown.low[i]), float(shown.high[i])
+            lo_j, hi_j = float(shown.low[j]), float(shown.high[j])
             image = ax.imshow(errors.T.numpy(), origin="lower", aspect="auto", cmap="viridis",
                               extent=(lo_i, hi_i, lo_j, hi_j))
             fig.colorbar(image, ax=ax, label="|model − oracle|")
             for other in regions:
-                _mark(ax, other, i, j, box, radius)
+                _mark(ax, other, i, j, shown, radius)
             ax.set_xlabel(names[i])
             ax.set_ylabel(names[j])
             verdict = "suspicious" if region["suspicious"] else "not suspicious"
@@ -92,8 +100,10 @@ def error_slices_figure(model: nn.Module, oracle: Oracle, regions: Sequence[dict
 
 
 def _mark(ax, region: dict[str, Any], i: int, j: int, box: Box, radius: float) -> None:
-    """A circle of the density radius for a suspicious region, a cross otherwise."""
-    x, y = region["centre"][i], region["centre"][j]
+    """A circle of the density radius for a suspicious region, a cross otherwise
+    (`box` is the box the axes show)."""
+    centre = box.raw(torch.tensor(region["centre_unit"]))
+    x, y = float(centre[i]), float(centre[j])
     if region["suspicious"]:
         from matplotlib.patches import Ellipse
 

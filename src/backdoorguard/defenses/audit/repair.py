@@ -102,7 +102,7 @@ class Repair:
                 new_y.append(calls(box.raw(points)).reshape(-1, *train.y.shape[1:]))
         repaired = self._repaired_set(train, wrong, oracle_y, new_x, new_y)
         fixed = copy.deepcopy(model)
-        if suspicious:
+        if suspicious and self.train.epochs > 0:
             fit(fixed, repaired, self.train, runtime=runtime, description="repair fine-tune")
         changes = {"checked": int(checked.sum()), "disagreed": int(wrong.sum()),
                    "relabelled": int(wrong.sum()) if self.mode == "relabel" else 0,

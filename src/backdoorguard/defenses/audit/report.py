@@ -34,7 +34,9 @@ def test_rmse(model: nn.Module, test: ArrayDataset | None) -> float | None:
 def write_audit_report(model: nn.Module, train: ArrayDataset, oracle: Oracle, out: str | Path, *,
                        auditor: ErrorMaximizers, repair: Repair | None = None,
                        test: ArrayDataset | None = None, slice_grid: int = 15,
-                       feature_names: list[str] | None = None, card: dict[str, Any] | None = None,
+                       feature_names: list[str] | None = None,
+                       raw_box: tuple[list[float], list[float]] | None = None,
+                       card: dict[str, Any] | None = None,
                        runtime: Runtime = Runtime(), overwrite: bool = False) -> dict[str, Any]:
     """Audit `model` against `oracle`, draw the slices, optionally repair; write the
     folder `out` and return the contents of `audit.json`."""
@@ -43,7 +45,8 @@ def write_audit_report(model: nn.Module, train: ArrayDataset, oracle: Oracle, ou
         audit_calls = audit.cost.counters["oracle_calls"]
         picture_calls = error_slices_figure(model, oracle, audit.regions, tmp / "audit.png",
                                             grid=slice_grid, radius=auditor.density_radius,
-                                            names=feature_names) if slice_grid else 0
+                                            names=feature_names,
+                                            raw_box=raw_box) if slice_grid else 0
         summary: dict[str, Any] = {
             "audit": audit.to_dict(),
             "suspicious_regions": sum(r["suspicious"] for r in audit.regions),

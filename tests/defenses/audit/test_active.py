@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from backdoorguard.core.oracle import Oracle
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.core.training import predict
+from backdoorguard.defenses.audit.active import ActiveLearning, schedule, train_steps
+from backdoorguard.config import TrainConfig
+from backdoorguard.models import create_model
+
+from .helpers import TASK
+
+PEAK = torch.tensor([0.8, 0.2, 0.7])
+
+
+def sharp(x):
+    """Smooth everywhere but for a narrow peak: where a surrogate is most wrong."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    peak = torch.exp(-(x - PEAK.double()).pow(2).sum(1) / (2 * 0.1 ** 2))
+    return (x.sum(1) / 3 + 1.5 * peak).numpy()
+
+
+def test_schedule_passes_through_every_checkpoint():
+    ends = schedule(100, [200, 400], 1.5)
+    assert ends == [150, 200, 300, 400]
+    assert train_steps(TrainConfig(batch_size=10), 95, 100).epochs == 10
+
+
+def test_active_learning_spends_exactly_its_budget_and_labels_where_the_error_is():
+    runtime = Runtime(seed=0, device="cpu", threads=1, progress=False)
+    pool = torch.rand(4000, 3, generator=torch.Generator().manual_seed(0))
+
+    def factory():
+        torch.manual_seed(0)
+        return create_model("mlp", TASK, hidden=(32, 32))
+
+    learner = ActiveLearning(initial=60, growth=2.0, steps=300,
+                             search={"random_share": 0.5, "ascents": 3, "steps": 3,
+                                     "fd_step": 0.02, "dense_seeds_only": False})
+    oracle = Oracle(sharp, 0.0, 1.0, dim=3)
+    curve = learner.run(factory, pool, TASK, oracle, [120, 240], lambda model: 0.0,
+                        runtime=runtime)
+    assert curve.calls == [120, 240] and oracle.calls == 240 and curve.labelled == [120, 240]
+    labelled = learner.labelled_
+    assert torch.allclose(labelled.y[:, 0].double(), torch.tensor(sharp(labelled.x)), atol=1e-6)
+    # The first round's queries go where the initial model is most wrong: far more
+    # of them than of random pool points fall in its worst tenth.
+    first = learner.fit_model(factory, labelled.subset(range(60)), runtime)
+
+    def error(x):
+        return (predict(first, x)[:, 0] - torch.tensor(sharp(x))).abs()
+
+    worst = float(error(pool).quantile(0.9))
+    share = float((error(labelled.x[60:120]) > worst).float().mean())
+    assert share > 0.3
