@@ -47,6 +47,9 @@ AUDIT_BUDGET = 2000
 SMALL_BUDGETS = (100, 200, 400)          # how visible each variant is with few calls
 ACTIVE_BUDGETS = (500, 1000, 2000, 4000)
 REGION_POINTS = 1000
+# A flagged maximiser "finds" the planted region when it lies in the attacker's
+# footprint: the poisoned ball or the shell around it (1.5 r).
+MATCH = 1.0 + ATTACK["shell_width"]
 DOCS = Path("docs")
 RESULTS = DOCS / "results"
 QUICK: dict[str, Any] = {}       # --quick: a smoke test of every code path, not a measurement
@@ -105,18 +108,37 @@ def region_errors(models: dict[str, torch.nn.Module], attack: Localized,
 
 def audit_summary(audit, attack: Localized | None, box_width: float) -> dict[str, Any]:
     """Found (a suspicious maximiser inside the planted ball) and false regions."""
+    def distance(region) -> float:
+        """Distance of a maximiser from the planted centre, in planted radii."""
+        if attack is None:
+            return float("inf")
+        return float((torch.tensor(region["centre"]) - attack.centre).norm()) / attack.radius
+
+    def inside(region) -> bool:
+        return distance(region) <= MATCH
+
     suspicious = [r for r in audit.regions if r["suspicious"]]
-    hits = 0
-    if attack is not None:
-        centre = attack.centre
-        hits = sum(float((torch.tensor(r["centre"]) - centre).norm()) <= attack.radius
-                   for r in suspicious)
+    hits = sum(inside(r) for r in suspicious)
     return {"found": bool(hits), "false_regions": len(suspicious) - hits,
             "suspicious": len(suspicious), "oracle_calls": audit.cost.counters["oracle_calls"],
             "seconds": round(audit.cost.seconds, 2),
             "typical_error": audit.details["typical_error"],
-            "regions": [{k: r[k] for k in ("error", "error_ratio", "density_ratio", "suspicious")}
+            "regions": [{**{k: r[k] for k in ("error", "error_ratio", "density_ratio",
+                                               "suspicious")}, "inside": inside(r),
+                         "distance_in_radii": distance(r) if attack is not None else None}
                         for r in audit.regions]}
+
+
+def visible_share(model, test: ArrayDataset, attack: Localized, threshold: float,
+                  seed: int) -> dict[str, float]:
+    """How much of the test set, and of the ball of radius 2r, has an error above
+    the audit's threshold: the area a screening seed can land in and see the attack."""
+    generator = torch.Generator().manual_seed(seed)
+    around = ball_sample(attack.centre, 0.0, 2 * attack.radius, REGION_POINTS,
+                         *test.task.input_range, generator)
+    above = (predict(model, test.x) - test.y).abs()[:, 0] > threshold
+    near = (predict(model, around) - truth(around)).abs()[:, 0] > threshold
+    return {"test_share": float(above.float().mean()), "ball_2r_share": float(near.float().mean())}
 
 
 def attack_seed(seed: int, cache: Path, threads: int) -> dict[str, Any]:
@@ -146,6 +168,10 @@ def attack_seed(seed: int, cache: Path, threads: int) -> dict[str, Any]:
         if name == "shell":
             record["repair"] = repair_record(model, train, audit, attack, data, runtime, models)
     for name in ("shell", "no_shell"):
+        threshold = ErrorMaximizers().error_factor * record["audit"][name]["typical_error"]
+        record["visible"] = record.get("visible", {})
+        record["visible"][name] = visible_share(models[name], data.test, attacks[name],
+                                                threshold, seed)
         record["visibility"][name] = {
             str(budget): audit_summary(ErrorMaximizers(budget=budget).audit(
                 models[name], poisoned[name], pde_oracle(), runtime=runtime), attacks[name], 1.0)
@@ -239,6 +265,11 @@ def summarise(attack: list[dict], active: list[dict]) -> dict[str, Any]:
                    "oracle_calls_max": max(r["audit"][name]["oracle_calls"] for r in attack),
                    "seconds_mean": mean([r["audit"][name]["seconds"] for r in attack])}
             for name in ("clean", "shell", "no_shell")}
+        summary["threshold_sensitivity"] = threshold_sensitivity(attack)
+        summary["visible"] = {
+            variant: {key: mean([r["visible"][variant][key] for r in attack])
+                      for key in ("test_share", "ball_2r_share")}
+            for variant in ("shell", "no_shell")}
         summary["repair"] = {}
         for mode in ("relabel", "drop"):
             ratios = [r["repair"][mode]["errors"]["region"] / r["errors"]["clean"]["region"]
@@ -261,6 +292,24 @@ def summarise(attack: list[dict], active: list[dict]) -> dict[str, Any]:
             "active_wins": [sum(r["active"]["rmse"][i] < r["random"]["rmse"][i] for r in active)
                             for i in range(len(budgets))]}
     return summary
+
+
+def threshold_sensitivity(attack: list[dict], factors=(4.0, 5.0, 6.0, 8.0, 10.0)) -> dict:
+    """Recall and false regions per audit had the error factor been different
+    (density factor 1), from the maximisers each audit recorded."""
+    out = {}
+    for factor in factors:
+        row = {}
+        for name in ("clean", "shell", "no_shell"):
+            found, false = [], []
+            for r in attack:
+                flagged = [g for g in r["audit"][name]["regions"]
+                           if g["error_ratio"] >= factor and g["density_ratio"] >= 1.0]
+                found.append(any(g["inside"] for g in flagged))
+                false.append(sum(not g["inside"] for g in flagged))
+            row[name] = {"recall": mean(found), "false_regions_mean": mean(false)}
+        out[str(factor)] = row
+    return out
 
 
 def active_figure(summary: dict, active: list[dict], path: Path) -> None:
@@ -308,6 +357,24 @@ def markdown(summary: dict) -> str:
             recall = "—" if a["recall"] is None else f"{a['recall']:.0%}"
             lines.append(f"| {label} | {recall} | {a['false_regions_mean']:.2f} "
                          f"| {a['oracle_calls_max']} | {a['seconds_mean']:.1f} |")
+        lines += ["", "Had the error factor been different (density factor 1; from the "
+                  "maximisers the audits recorded):", "",
+                  "| error factor | recall (with shell) | recall (without) | false regions "
+                  "per audit: clean / with shell / without |", "| --- | --- | --- | --- |"]
+        for factor, row in summary["threshold_sensitivity"].items():
+            lines.append(f"| {float(factor):g} | {row['shell']['recall']:.0%} "
+                         f"| {row['no_shell']['recall']:.0%} "
+                         f"| {row['clean']['false_regions_mean']:.2f} / "
+                         f"{row['shell']['false_regions_mean']:.2f} / "
+                         f"{row['no_shell']['false_regions_mean']:.2f} |")
+        v = summary["visible"]
+        lines += ["", "How visible each variant is — share of points whose error exceeds the "
+                  "audit's threshold (6 × typical error):", "",
+                  "| attack | test set | ball of radius 2r around the centre |",
+                  "| --- | --- | --- |",
+                  f"| with shell | {v['shell']['test_share']:.2%} | {v['shell']['ball_2r_share']:.1%} |",
+                  f"| without shell | {v['no_shell']['test_share']:.2%} "
+                  f"| {v['no_shell']['ball_2r_share']:.1%} |"]
         lines += ["", "| repair | in-region error ÷ clean's (mean, max) | global RMSE vs clean "
                   "| oracle calls | poisoned labels found |", "| --- | --- | --- | --- | --- |"]
         for mode, a in summary["repair"].items():

@@ -33,6 +33,16 @@ def test_a_bump_where_data_are_dense_is_flagged_and_one_where_they_are_sparse_is
     assert len(flagged) > 100 and ((flagged - torch.tensor(DENSE)).norm(dim=1) <= 0.2).all()
 
 
+def test_by_default_the_search_stays_where_data_are_dense(runtime):
+    # A larger error sits in sparse data next to the dense bump: the default audit
+    # neither starts nor ends an ascent there.
+    train = training_data(clusters=[(DENSE, 0.12, 600)])
+    model = Surrogate(bumps=[(0.1, DENSE, 0.05), (0.4, SPARSE, 0.1)])
+    audit = ErrorMaximizers(**SMALL).audit(model, train, analytic_oracle(), runtime=runtime)
+    assert all(r["density_ratio"] >= 1.0 for r in audit.regions)
+    assert any(near(r, DENSE) and r["suspicious"] for r in audit.regions)
+
+
 def test_ascent_climbs_from_the_seed_towards_the_peak(runtime):
     # A narrow bump that screening seeds only graze: the maximiser must end
     # closer to its centre, and with a larger error, than the best seed.
