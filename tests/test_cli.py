@@ -126,3 +126,15 @@ def test_list_shows_support(capsys):
     names = {e["name"]: e for e in data["models"]}
     assert names["cnn-small"]["modalities"] == ["image"]
     assert {"datasets", "models", "attacks", "defenses"} == set(data)
+
+
+def test_learnt_trigger_travels_with_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "ia"
+    code, stdout, err = run(capsys, "train", "--attack", "input-aware", "--attack-param",
+                            "mask_epochs=1", "--attack-param", "width=4", "--out", str(out),
+                            "--json", *FAST)
+    assert code == 0, err
+    assert (out / "attack.safetensors").exists()
+    trained = json.loads(stdout)["metrics"]
+    code, stdout, _ = run(capsys, "evaluate", str(out), "--json")
+    assert code == 0 and json.loads(stdout)["metrics"] == trained

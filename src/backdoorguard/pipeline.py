@@ -44,9 +44,18 @@ def resolve(run: TrainRun) -> Resolved:
     return Resolved(run, data, model_name, train)
 
 
-def build_attack(config: AttackConfig, task: TaskSpec) -> Attack:
-    return create_attack(config.name, task, target=config.target, mode=config.mode,
-                         **config.params)
+ATTACK_STATE = "attack.safetensors"
+
+
+def build_attack(config: AttackConfig, task: TaskSpec, state: Path | None = None) -> Attack:
+    """The attack a config describes; `state` loads a learnt trigger (input-aware)."""
+    attack = create_attack(config.name, task, target=config.target, mode=config.mode,
+                           **config.params)
+    if state is not None:
+        from .core.checkpoint import read_weights
+
+        attack.load_tensors(read_weights(state))
+    return attack
 
 
 @dataclass
@@ -70,8 +79,9 @@ class TrainResult:
         run = self.resolved.run
         attack = None
         if self.attack is not None:
+            poison_index = getattr(self.train_data, "poison_index", None)
             attack = {**self.attack.spec(), "poison_rate": run.attack.poison_rate,
-                      "poisoned": int(len(self.train_data.poison_index))}
+                      "poisoned": None if poison_index is None else int(len(poison_index))}
         return {
             "dataset": run.dataset,
             "model": {"name": self.resolved.model_name, "args": run.model_args},
@@ -95,12 +105,14 @@ def train_run(run: TrainRun, runtime: Runtime = Runtime(),
     runtime.apply()
     model = create_model(resolved.model_name, task, **run.model_args)
     train_data: ArrayDataset = resolved.data.train
-    if attack is not None:
-        train_data = attack.poison(train_data, run.attack.poison_rate, seed=runtime.seed)
     if run.defense:
         raise BadInput(f"training-time defense {run.defense!r} is not available yet")
-    history = fit(model, train_data, resolved.train, runtime=runtime,
-                  description=f"train {resolved.model_name} on {run.dataset}")
+    if attack is not None:
+        history, train_data = attack.train_model(model, train_data, resolved.train,
+                                                 run.attack.poison_rate, runtime)
+    else:
+        history = fit(model, train_data, resolved.train, runtime=runtime,
+                      description=f"train {resolved.model_name} on {run.dataset}")
     metrics = evaluate(model, resolved.data.test, attack)
     return TrainResult(model, resolved, metrics, history, attack, train_data, runtime)
 
@@ -111,6 +123,12 @@ def write_train_files(result: TrainResult, directory: Path) -> None:
     card = {"training": {"dataset": record["dataset"], "config": record["train"],
                          "seed": record["seed"]},
             "attack": record["attack"], "metrics": record["metrics"]}
+    if result.attack is not None and result.attack.tensors():
+        # a learnt trigger (input-aware) travels with the model it was trained with
+        from safetensors.torch import save_file
+
+        save_file(result.attack.tensors(), str(directory / ATTACK_STATE))
+        card["attack"] = {**card["attack"], "state": ATTACK_STATE}
     save_model(result.model, directory, result.task, card=card)
     write_json(directory / "metrics.json", record)
 
@@ -132,7 +150,7 @@ def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDa
 
 
 def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict | None,
-                   card_task: TaskSpec | None = None) -> Metrics:
+                   card_task: TaskSpec | None = None, attack_state: Path | None = None) -> Metrics:
     """Metrics of `model` on a data set's test split, with an optional attack."""
     data = load_dataset(dataset)
     if card_task is not None and (card_task.input_shape != data.task.input_shape
@@ -145,5 +163,5 @@ def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict |
     if isinstance(attack, dict):
         attack = validate(AttackConfig, {k: v for k, v in attack.items()
                                          if k in AttackConfig.model_fields}, "attack")
-    built = build_attack(attack, data.task) if attack is not None else None
+    built = build_attack(attack, data.task, attack_state) if attack is not None else None
     return evaluate(model, data.test, built)

@@ -141,6 +141,11 @@ def evaluate_command(
     if dataset is None:
         raise BadInput("--dataset is required: the model card does not name its data set")
     attack_spec: dict[str, Any] | None = file.get("attack") or card.get("attack")
+    # a learnt trigger stored with the checkpoint applies when the card's attack is used
+    state = None
+    if attack in (None, (card.get("attack") or {}).get("name")) and not file.get("attack"):
+        state_file = (card.get("attack") or {}).get("state")
+        state = directory / state_file if state_file else None
     if attack == "none":
         attack_spec = None
     else:
@@ -156,7 +161,7 @@ def evaluate_command(
     if attack_spec is not None:
         attack_config = validate(AttackConfig, {k: v for k, v in attack_spec.items()
                                                 if k in AttackConfig.model_fields}, "attack")
-    metrics = evaluate_model(model, dataset, attack_config, TaskSpec.from_dict(card["task"]))
+    metrics = evaluate_model(model, dataset, attack_config, TaskSpec.from_dict(card["task"]), state)
     data = {"directory": str(directory), "dataset": dataset,
             "attack": attack_config.model_dump() if attack_config else None,
             "metrics": metrics.to_dict()}
