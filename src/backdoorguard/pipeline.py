@@ -140,6 +140,31 @@ def write_train_result(result: TrainResult, out: str | Path, *, overwrite: bool 
     return Path(out)
 
 
+def load_checkpoint_or_user_model(directory: str | Path | None = None, *,
+                                  factory: str | None = None, weights: str | Path | None = None,
+                                  args: dict[str, Any] | None = None, trust_pickle: bool = False,
+                                  dataset: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A model and its card: from a checkpoint directory, or from a user's
+    `package.module:function` factory plus a weights file (its card then holds
+    only what is known: the model spec and, with `dataset`, the task)."""
+    from .core.checkpoint import load_model, load_user_model
+
+    if directory is not None:
+        if factory is not None or weights is not None:
+            raise BadInput("give either a checkpoint directory or --model-factory with --weights, "
+                           "not both")
+        return load_model(directory)
+    if factory is None or weights is None:
+        raise BadInput("a model is needed: a checkpoint directory, or --model-factory "
+                       "package.module:function with --weights FILE")
+    model = load_user_model(factory, weights, args=args, trust_pickle=trust_pickle)
+    card: dict[str, Any] = {"model": model.model_spec, "attack": None,
+                            "training": {"dataset": dataset}}
+    if dataset is not None:
+        card["task"] = load_dataset(dataset).task.to_dict()
+    return model, card
+
+
 def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDataset:
     """The defender's clean data: a seeded, stratified `fraction` of the clean
     training split (5 % by default, as post-training defenses assume)."""
