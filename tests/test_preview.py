@@ -44,7 +44,7 @@ def test_preview_of_series_writes_line_plots(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["digits", "--out", "{tmp}/grid.nope"], "needs a file suffix"),
     (["digits", "--out", "{tmp}/missing/grid.png"], "does not exist"),
-    (["ucr:GunPoint", "--out", "{tmp}/g.png", "--attack", "badnets"], "supports"),
+    (["ucr:GunPoint", "--out", "{tmp}/g.png", "--attack", "input-aware"], "supports"),
     (["digits", "--out", "{tmp}/g.png", "--attack-param", "size=3"], "need --attack"),
     (["digits", "--out", "{tmp}/g.png", "--count", "0"], "sample count 0"),
     (["digits", "--out", "{tmp}/g.png", "--split", "val"], "unknown split"),
