@@ -19,6 +19,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 
 # Each module below adds its commands to `app`.
 from . import basic  # noqa: E402,F401
+from . import bench  # noqa: E402,F401
 
 # ---------------------------------------------------------------- entry point
 
