@@ -81,7 +81,7 @@ def bars(values: dict[str, float], label: str, title: str) -> bytes:
     """Horizontal bars, one per method, in the given order."""
     plt = _plt()
     names = list(values)
-    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.32 * max(len(names), 1)))
+    fig, ax = plt.subplots(figsize=(6.4, 1.3 + 0.32 * len(names)))
     ax.barh(range(len(names)), [values[n] for n in names], color=COLORS[0])
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()

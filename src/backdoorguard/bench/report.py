@@ -109,7 +109,8 @@ def roc_stats(rows: list[Row]) -> list[dict[str, Any]]:
         entry.update(auroc=auroc(scores, truth), tpr_at_5_fpr=tpr_at_fpr(scores, truth, 0.05),
                      fpr=[float(v) for v in fpr], tpr=[float(v) for v in tpr],
                      per_attack={})
-        for attack in sorted({r.labels["attack"] for r in members if r.config["attack"]}):
+        for attack in sorted({r.labels["attack"] for r in members
+                              if r.config["attack"] is not None}):
             chosen = [(s, t) for s, t, r in zip(scores, truth, members)
                       if not t or r.labels["attack"] == attack]
             entry["per_attack"][attack] = auroc([s for s, _ in chosen], [t for _, t in chosen])
