@@ -110,7 +110,10 @@ class Driver:
         """The cached model's files, if whole and consistent (else it is retrained)."""
         folder = self.store.model_dir(group.key)
         try:
-            files = {name: (folder / name).read_bytes() for name in FILES}
+            files = {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+                     if path.is_file()}
+            if not set(FILES) <= set(files):
+                return None
             card = json.loads(files["model.json"])
             if hashlib.sha256(files["model.safetensors"]).hexdigest() != card["weights"]["sha256"]:
                 return None
