@@ -12,6 +12,7 @@ import numpy as np
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+RATES = ("asr", "asr_at_tol")
 
 
 def _plt():
@@ -51,6 +52,8 @@ def scatter(points: Sequence[dict[str, Any]], x_label: str, y_label: str, title:
                    label=attack)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
+    if y_label in RATES:  # a share: show all of 0..1, so small gaps do not look large
+        ax.set_ylim(-0.03, 1.03)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)

@@ -24,6 +24,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from .store import Row, Store
@@ -198,6 +199,42 @@ def render_report(store: Store, format: str, *, timings: bool = True) -> str:
     from .page import page
 
     return page(data, store, timings)
+
+
+def write_report(db: str | Path, out: str | Path, format: str = "html", *,
+                 timings: bool = True) -> str:
+    """Render the report of `db`; write it to `out` atomically (`-`: return it only)."""
+    from ..errors import BadInput
+
+    if format not in FORMATS:
+        raise BadInput(f"unknown report format {format!r}; allowed: {', '.join(FORMATS)}")
+    out = Path(out)
+    if str(out) != "-":
+        if not out.resolve().parent.is_dir():
+            raise BadInput(f"cannot write {str(out)!r}: its folder does not exist")
+        if out.is_dir():
+            raise BadInput(f"output {str(out)!r} is a directory")
+    with Store(db) as store:
+        text = render_report(store, format, timings=timings)
+    if str(out) != "-":
+        _write_atomically(out, text)
+    return text
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
+                                   dir=path.resolve().parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def to_csv(cells: list[dict[str, Any]]) -> str:

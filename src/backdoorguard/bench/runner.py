@@ -21,7 +21,10 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from ..errors import BadInput
 
 from .cells import FILES
 from .grid import NONE, Cell, Grid
@@ -276,3 +279,26 @@ class Driver:
             self._advance = advance
             advance(0)
             yield
+
+
+def run_grid(grid_path: str | Path, db: str | Path, *, executor: str = "local",
+             workers: int | None = None, address: str | None = None,
+             retry_failed: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run every cell of a grid file not yet done in `db`; returns the run's summary.
+    `BadInput` (before any work) on a bad grid, database or executor option."""
+    from .executors import create_executor
+    from .grid import load_grid
+
+    if workers is not None and workers < 1:
+        raise BadInput(f"--workers {workers} must be at least 1")
+    grid = load_grid(grid_path)
+    with Store(db, create=True, lock=True) as store:
+        runner = create_executor(executor, workers=workers, address=address,
+                                 cpus=grid.resources.cpus, gpus=grid.resources.gpus,
+                                 imports=grid.imports)
+        try:
+            summary = Driver(grid, store, runner, retry_failed=retry_failed,
+                             progress=progress).run()
+        finally:
+            runner.close()
+    return {**summary, "executor": executor, "skipped": grid.skipped}
