@@ -92,12 +92,16 @@ def overhead(summary: dict, wall: float, db: Path) -> dict:
             "whole_command_ratio": (wall - work) / work}
 
 
-def throughput(grid: Path, repeats: int) -> dict:
+def throughput(grid: Path, repeats: int, keep: Path | None) -> dict:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(repeats):
             for mode, options in MODES.items():
-                db = Path(tmp) / f"{repeat}-{len(runs)}.sqlite"
+                folder = keep or Path(tmp)
+                folder.mkdir(parents=True, exist_ok=True)
+                db = folder / f"{mode.split(',')[0]}-{repeat}.sqlite"
+                if db.exists():
+                    raise SystemExit(f"{db} exists; give an empty --keep folder")
                 before = loadavg()
                 summary, wall = bench(grid, db, *options)
                 run = {"mode": mode, "repeat": repeat, "wall": wall, "load_before": before,
@@ -206,11 +210,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kills", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="throughput: keep the databases here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     grid = args.grid.resolve()
     if args.mode == "throughput":
-        result = throughput(grid, args.repeats)
+        result = throughput(grid, args.repeats, args.keep)
     else:
         result = kill_test(grid, args.workers, args.kills)
     out = args.out or ROOT / "docs" / "results" / f"bench_{args.mode}.json"

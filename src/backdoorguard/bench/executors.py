@@ -35,12 +35,10 @@ from .cells import failure, run_job
 EXECUTORS = ("local", "ray")
 
 
-class SequentialExecutor:
-    slots = 1
+class InProcessFiles:
+    """For executors on this machine: a model's files are passed as they are."""
 
-    def __init__(self) -> None:
-        self._queue: deque[tuple[int, dict[str, Any], Any]] = deque()
-        self._next = 0
+    _next = 0
 
     def share(self, key: str, files: dict[str, bytes]) -> Any:
         return files
@@ -48,10 +46,21 @@ class SequentialExecutor:
     def forget(self, key: str) -> None:
         pass
 
-    def submit(self, job: dict[str, Any], shared: Any = None) -> int:
+    def _ticket(self) -> int:
         self._next += 1
-        self._queue.append((self._next, job, shared))
         return self._next
+
+
+class SequentialExecutor(InProcessFiles):
+    slots = 1
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[int, dict[str, Any], Any]] = deque()
+
+    def submit(self, job: dict[str, Any], shared: Any = None) -> int:
+        ticket = self._ticket()
+        self._queue.append((ticket, job, shared))
+        return ticket
 
     def wait(self) -> list[tuple[int, dict[str, Any]]]:
         ticket, job, shared = self._queue.popleft()
@@ -96,7 +105,7 @@ def _worker_start(imports: list[str], threads: int) -> None:
     prepare(imports, threads)
 
 
-class PoolExecutor:
+class PoolExecutor(InProcessFiles):
     """`workers` processes, each running one job at a time."""
 
     def __init__(self, workers: int, imports: list[str], threads: int) -> None:
@@ -106,7 +115,6 @@ class PoolExecutor:
         self._args = (imports, threads)
         self._pool = self._new_pool()
         self._futures: dict[Future, int] = {}
-        self._next = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
         import multiprocessing
@@ -115,16 +123,10 @@ class PoolExecutor:
                                    mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_start, initargs=self._args)
 
-    def share(self, key: str, files: dict[str, bytes]) -> Any:
-        return files
-
-    def forget(self, key: str) -> None:
-        pass
-
     def submit(self, job: dict[str, Any], shared: Any = None) -> int:
-        self._next += 1
-        self._futures[self._pool.submit(run_job, job, shared)] = self._next
-        return self._next
+        ticket = self._ticket()
+        self._futures[self._pool.submit(run_job, job, shared)] = ticket
+        return ticket
 
     def wait(self) -> list[tuple[int, dict[str, Any]]]:
         done, _ = wait_futures(list(self._futures), return_when=FIRST_COMPLETED)

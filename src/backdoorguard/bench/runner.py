@@ -239,8 +239,8 @@ class Driver:
                         ticket = self.executor.submit(self._job("cell", cell.config),
                                                       group.shared)
                         running[ticket] = ("cell", (cell, group))
+                    self._running = len(running)
                     self._advance(0)
-                self._running = len(running)
                 for ticket, outcome in self.executor.wait():
                     kind, item = running.pop(ticket)
                     self._running = len(running)
