@@ -213,7 +213,8 @@ def _detect(defense, model, data, attack, config, runtime) -> dict[str, Any]:
     truth = attack is not None
     metrics = {"score": found.score, "threshold": found.threshold,
                "flagged": float(found.backdoored), "correct": float(found.backdoored == truth)}
-    if truth and found.target is not None and attack.mode == "all-to-one":
+    if (truth and found.target is not None and attack.mode == "all-to-one"
+            and data.task.is_classification):
         metrics["target_found"] = float(found.target == attack.target_value)
     files = trigger_files(found.trigger)
     return {"metrics": metrics, "result": _result(found), "cost": _cost(found.cost),

@@ -153,7 +153,13 @@ class PoolExecutor(InProcessFiles):
         return out
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers now (after an interrupt, jobs may still be running)."""
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 class RayExecutor:
@@ -241,14 +247,15 @@ def _python_path() -> list[str]:
 
 
 def create_executor(name: str, *, workers: int | None, address: str | None, cpus: int,
-                    gpus: float, imports: list[str]):
-    """The executor for `bench --executor NAME`; torch threads per job = `cpus`."""
+                    gpus: float, imports: list[str], start: bool = True):
+    """The executor for `bench --executor NAME`; torch threads per job = `cpus`.
+    `start=False` checks the options and returns the in-process executor."""
+    if name not in EXECUTORS:
+        raise BadInput(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
+    if name == "local" and address is not None:
+        raise BadInput("--address applies to --executor ray only")
+    if not start or (name == "local" and (workers is None or workers == 1)):
+        return SequentialExecutor()
     if name == "local":
-        if address is not None:
-            raise BadInput("--address applies to --executor ray only")
-        if workers is None or workers == 1:
-            return SequentialExecutor()
         return PoolExecutor(workers, imports, cpus)
-    if name == "ray":
-        return RayExecutor(address, workers, cpus, gpus, imports, cpus)
-    raise BadInput(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
+    return RayExecutor(address, workers, cpus, gpus, imports, cpus)

@@ -107,30 +107,51 @@ def _as_picture(tensor: np.ndarray) -> tuple[np.ndarray, bool]:
     return array, True
 
 
+def _panels(tensors: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """One picture per tensor, except a mask and a pattern, which are shown as
+    one: the pattern where the mask is on, mid-grey elsewhere."""
+    if {"mask", "pattern"} <= set(tensors):
+        mask, pattern = np.asarray(tensors["mask"], float), np.asarray(tensors["pattern"], float)
+        try:
+            lo, hi = float(pattern.min()), float(pattern.max())
+            scaled = (pattern - lo) / (hi - lo) if hi > lo else np.ones_like(pattern)
+            combined = mask * scaled + (1.0 - mask) * 0.5
+        except ValueError:  # shapes that do not broadcast: show both
+            return sorted(tensors.items())
+        rest = [(k, v) for k, v in sorted(tensors.items()) if k not in ("mask", "pattern")]
+        return [("mask × pattern", combined), *rest]
+    return sorted(tensors.items())
+
+
 def triggers(items: Sequence[dict[str, Any]], title: str) -> bytes:
-    """Reversed triggers, one panel per (cell, tensor): images are shown scaled to
-    their own range; series are drawn as lines."""
+    """Reversed triggers, one panel per (cell, tensor): images in 0..1 as they
+    are, others scaled to their own range, framed; series are drawn as lines."""
+    import textwrap
+
     plt = _plt()
     panels = [(item["caption"], name, tensor) for item in items
-              for name, tensor in item["tensors"].items()]
-    columns = min(6, len(panels))
+              for name, tensor in _panels(item["tensors"])]
+    columns = min(5, len(panels))
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, (caption, name, tensor) in zip(axes.flat, panels):
         array, image = _as_picture(tensor)
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
         if image:
             lo, hi = float(array.min()), float(array.max())
-            shown = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
+            shown = array  # values in 0..1 are shown as they are, others scaled to 0..1
+            if lo < 0.0 or hi > 1.0:
+                shown = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
             ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1,
                       interpolation="nearest")
         else:
-            ax.set_axis_on()
             for channel in array:
                 ax.plot(channel, linewidth=0.8)
-            ax.set_xticks([])
-        ax.set_title(f"{caption}\n{name}", fontsize=7)
+        ax.set_title("\n".join([*textwrap.wrap(caption, 28), name]), fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)

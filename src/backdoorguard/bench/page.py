@@ -113,7 +113,7 @@ def _triggers(cells: list[dict[str, Any]], store: Store, title: str) -> str:
             tensors = load_file(str(store.artifacts / files[0]))
         except (OSError, ValueError):
             continue
-        caption = f"{cell['defense']} · {cell['attack']} · seed {cell['seed']}"
+        caption = f"{cell['defense']}: {cell['attack']}, seed {cell['seed']}"
         items.append({"caption": caption, "tensors": dict(sorted(tensors.items()))})
     if not items:
         return ""

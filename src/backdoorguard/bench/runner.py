@@ -293,9 +293,13 @@ def run_grid(grid_path: str | Path, db: str | Path, *, executor: str = "local",
         raise BadInput(f"--workers {workers} must be at least 1")
     grid = load_grid(grid_path)
     with Store(db, create=True, lock=True) as store:
+        statuses = store.statuses()
+        idle = all(statuses.get(c.key) == "done" or (statuses.get(c.key) == "failed"
+                                                      and not retry_failed) for c in grid.cells)
+        # Nothing to run: no worker processes, no Ray instance (options still checked).
         runner = create_executor(executor, workers=workers, address=address,
                                  cpus=grid.resources.cpus, gpus=grid.resources.gpus,
-                                 imports=grid.imports)
+                                 imports=grid.imports, start=not idle)
         try:
             summary = Driver(grid, store, runner, retry_failed=retry_failed,
                              progress=progress).run()
