@@ -62,7 +62,8 @@ def cells(db: Path) -> dict[str, tuple]:
 
 def timings(db: Path) -> list[dict]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        return [json.loads(t) for (t,) in con.execute("SELECT timings FROM cells ORDER BY finished")]
+        return [json.loads(t) for (t,) in
+                con.execute("SELECT timings FROM cells ORDER BY finished")]
 
 
 # ---------------------------------------------------------------- throughput
@@ -191,7 +192,8 @@ def kill_test(grid: Path, workers: int, kills: int) -> dict:
             event = killed_run(grid, resumed, at, options)
             event.update(integrity(resumed))
             events.append(event)
-            print(f"killed at {event['killed_at_rows']} rows; integrity {event['integrity_check']}; "
+            print(f"killed at {event['killed_at_rows']} rows; "
+                  f"integrity {event['integrity_check']}; "
                   f"processes left {event['processes_left']}", flush=True)
         final, _ = bench(grid, resumed, *options)
         end = integrity(resumed)
@@ -200,7 +202,8 @@ def kill_test(grid: Path, workers: int, kills: int) -> dict:
     return {"grid": str(grid.relative_to(ROOT)), "workers": workers, "cells": total,
             "uninterrupted_wall_seconds": wall, "kills": events,
             "resume": {k: final[k] for k in ("already_done", "ran", "done", "failed")},
-            "final": end, "metrics_identical": metrics_identical, "reports_identical_without_timings": same}
+            "final": end, "metrics_identical": metrics_identical,
+            "reports_identical_without_timings": same}
 
 
 def main() -> None:

@@ -53,6 +53,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
         code, _, err = call(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1
 
+    ok = write_grid(tmp_path, "ok.yaml")
+    for argv, message in ((["--address", "auto"], "--address applies to --executor ray only"),
+                          (["--executor", "ray", "--address", "127.0.0.1:1"], "Ray")):
+        code, _, err = call(capsys, "bench", ok, "--db", db, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1
+        assert not db.exists()  # the new, empty database is not left behind
+
 
 def test_report_checks_format_and_output(tiny_run, tmp_path, capsys):
     code, _, err = call(capsys, "report", "--db", tiny_run["db"], "--out", tmp_path / "r.pdf",

@@ -181,6 +181,7 @@ class RayExecutor:
             options["runtime_env"] = {"env_vars": {"PYTHONPATH": path,
                                                    "OMP_NUM_THREADS": str(threads)}}
         else:
+            _check_reachable(address)
             options["address"] = address
         try:
             ray.init(**options)
@@ -233,6 +234,19 @@ class RayExecutor:
             self.ray.cancel(ref, force=True)
         self._refs.clear()
         self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT where nothing listens (Ray itself retries for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise BadInput(f"cannot reach Ray at {address}: {error.strerror or error}") from None
 
 
 def _python_path() -> list[str]:

@@ -292,14 +292,21 @@ def run_grid(grid_path: str | Path, db: str | Path, *, executor: str = "local",
     if workers is not None and workers < 1:
         raise BadInput(f"--workers {workers} must be at least 1")
     grid = load_grid(grid_path)
+    new = not Path(db).exists()
     with Store(db, create=True, lock=True) as store:
         statuses = store.statuses()
         idle = all(statuses.get(c.key) == "done" or (statuses.get(c.key) == "failed"
                                                       and not retry_failed) for c in grid.cells)
-        # Nothing to run: no worker processes, no Ray instance (options still checked).
-        runner = create_executor(executor, workers=workers, address=address,
-                                 cpus=grid.resources.cpus, gpus=grid.resources.gpus,
-                                 imports=grid.imports, start=not idle)
+        try:
+            # Nothing to run: no worker processes, no Ray instance (options still checked).
+            runner = create_executor(executor, workers=workers, address=address,
+                                     cpus=grid.resources.cpus, gpus=grid.resources.gpus,
+                                     imports=grid.imports, start=not idle)
+        except BadInput:
+            if new:  # leave nothing behind: the database was empty and ours
+                store.close()
+                Path(db).unlink(missing_ok=True)
+            raise
         try:
             summary = Driver(grid, store, runner, retry_failed=retry_failed,
                              progress=progress).run()

@@ -158,7 +158,8 @@ class Store:
         check = self.db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check: {check}")
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             raise BadInput(f"{str(self.path)!r} is an SQLite database of another program, not a "
                            "backdoorguard results database (refusing to change it)")
