@@ -11,7 +11,7 @@ workers return plain data.
 
 - `SequentialExecutor`: jobs run one after another in the driver process.
 - `PoolExecutor`: N worker processes (spawned, so no thread pool is inherited
-  across a fork), each with torch pinned to the grid's threads per cell. A
+  across a fork; each in its own session), torch pinned to the grid's threads. A
   worker that dies (out of memory, a segfault in an extension) fails the jobs it
   took down, not the grid; the pool is rebuilt. Workers exit when the driver dies.
 - `RayExecutor`: each job a Ray task asking for the grid's CPUs and GPUs;
@@ -99,6 +99,14 @@ def _worker_start(imports: list[str], threads: int) -> None:
     # Before torch is imported: its thread pools read these once.
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
+    # Each worker its own session, as Ray's workers are: a terminal's Ctrl-C
+    # reaches the driver only (which stops the workers), and where the kernel
+    # shares the CPU between sessions (Linux autogroup scheduling) N workers get
+    # N shares on a busy machine, not one between them.
+    try:
+        os.setsid()
+    except (AttributeError, OSError):
+        pass
     _die_with_parent()
     from .cells import prepare
 
