@@ -56,10 +56,17 @@ def test_poison_rate_lists_and_seed_counts_expand(tmp_path):
     assert {c.labels["attack"] for c in grid.cells} == {"badnets @0.05", "badnets @0.1"}
 
 
+@registry.register("attack", "test-image-only", "an image-only attack for the grid tests",
+                   modalities=("image",))
+def _image_only(task, **kwargs):  # never built: expansion reads only the registry
+    raise AssertionError("expansion must not build attacks")
+
+
 def test_unsupported_combinations_are_skipped_not_failed(tmp_path):
     grid = load_grid(write_grid(tmp_path, datasets=["digits", "test-series"], models=None,
+                                attacks=["none", "test-image-only"],
                                 defenses=["none", "double-detector"]))
-    assert "attack badnets on test-series" in grid.skipped
+    assert "attack test-image-only on test-series" in grid.skipped
     assert "defense double-detector on test-series" in grid.skipped
     series = [c for c in grid.cells if c.config["dataset"] == "test-series"]
     assert {(c.labels["attack"], c.labels["defense"]) for c in series} == {("none", "none")}
