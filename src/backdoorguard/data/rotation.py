@@ -16,8 +16,8 @@ from an upright digit.
 
 The recipe trains with the L1 loss: some digits have no clear upright (a round
 0), so errors are heavy-tailed, and L1 (the median) rather than MSE (the mean)
-is what lowers the mean absolute error (5.4° against 6.5°–7.9° with MSE in our
-runs).
+is what lowers the mean absolute error (our runs, seed 0: MSE 15 epochs 6.5°,
+L1 20 epochs 5.8°, L1 30 epochs 5.4°; the recipe).
 
 Deskewing and rotation are one affine map, applied by one bilinear resampling
 (`affine_grid` + `grid_sample`); pixels from outside the picture are black, as
