@@ -61,6 +61,12 @@ def test_npz_regression_series_and_uint8_scaling(tmp_path):
     assert images.train.x.max() == 1.0 and images.task.input_range == (0.0, 1.0)
 
 
+def test_npz_byte_string_labels_keep_readable_names(tmp_path):
+    name = save_npz(tmp_path / "b.npz", x=np.zeros((10, 3)), y=np.array([b"dog", b"cat"] * 5))
+    data = load_dataset(name)
+    assert data.task.label_names == ("cat", "dog")
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"images": np.zeros((4, 3)), "y": np.zeros(4, int)}, "must hold arrays named x and y"),
     ({"x": np.zeros((4, 3)), "y": np.zeros(5, int)}, "4 training inputs but 5 labels"),

@@ -44,9 +44,9 @@ def test_rotation_labels_are_the_angles_of_the_images():
     assert data.task.kind == "regression" and data.task.tol == 5.0
     assert data.task.label_range == ((-MAX_ANGLE, MAX_ANGLE),)
     assert data.train.y.abs().max() <= MAX_ANGLE and data.train.y.std() > 30
-    # Undoing the labelled angle brings each digit back to its upright original;
-    # turning the wrong way does not.
-    upright = mnist.mnist5k_arrays()[2][:50]
+    # Undoing the labelled angle brings each digit back to its upright (deskewed)
+    # original; turning the wrong way does not.
+    upright = rotate(mnist.mnist5k_arrays()[2][:50], torch.zeros(50), deskew=True)
     x, angle = data.test.x[:50], data.test.y[:50, 0]
     back = rotate(x, -angle)
     wrong = rotate(x, angle)
@@ -54,3 +54,14 @@ def test_rotation_labels_are_the_angles_of_the_images():
     error_wrong = (wrong - upright).abs().flatten(1).mean(1)
     big = angle.abs() > 10
     assert (error_back[big] < error_wrong[big]).all()
+
+
+def test_deskew_makes_a_slanted_stroke_vertical_and_centred():
+    image = torch.zeros(1, 1, 28, 28)
+    for row in range(6, 22):                      # a stroke leaning right, off centre
+        image[0, 0, row, 10 + (21 - row) // 2] = 1.0
+    upright = rotate(image, torch.zeros(1), deskew=True)[0, 0]
+    columns = (upright > 0.3).nonzero()[:, 1]
+    assert columns.max() - columns.min() <= 1      # one column: vertical
+    centre = (upright.sum(0) * torch.arange(28)).sum() / upright.sum()
+    assert abs(float(centre) - 13.5) < 0.6         # centre of mass at the image centre

@@ -123,6 +123,7 @@ def build_splits(name: str, x_train: np.ndarray | torch.Tensor, y_train: np.ndar
         raise BadInput(f"{name}: {len(x_train)} training inputs but {len(y_train)} labels")
     if len(x_train) < 2:
         raise BadInput(f"{name}: needs at least 2 training samples, found {len(x_train)}")
+    y_train, y_test = (_text(y) for y in (y_train, y_test))
     kind = label_kind(y_train, name)
     modality = modality or modality_of(tuple(x_train.shape[1:]), name)
     if x_test is None:
@@ -170,6 +171,11 @@ def _split_one(name: str, x: torch.Tensor, y: np.ndarray, kind: str, modality: s
     return build_splits(name, x[train_index], y[pick(train_index)], x[test_index],
                         y[pick(test_index)], modality=modality, units=units,
                         output_names=output_names)
+
+
+def _text(labels: np.ndarray | None) -> np.ndarray | None:
+    """Byte-string labels as text, so their names read `cat`, not `b'cat'`."""
+    return labels.astype(str) if labels is not None and labels.dtype.kind == "S" else labels
 
 
 def _inputs(x: np.ndarray | torch.Tensor, name: str, what: str) -> torch.Tensor:

@@ -43,7 +43,7 @@ USER_RECIPE = {"train": {"epochs": 30, "batch_size": 64, "optimizer": "adam", "l
 
 
 @register("dataset", "npz:", "your arrays: npz:PATH with x, y (and optional x_test, y_test)",
-          shape=("any",), size="yours", units="yours", source="a .npz file",
+          shape=("any",), size="any number of", units="your units", source="a .npz file",
           recipe=USER_RECIPE)
 def load_npz(path: str) -> Splits:
     file = Path(path)
@@ -77,7 +77,7 @@ def _scale_bytes(x: np.ndarray | None) -> np.ndarray | None:
 
 
 @register("dataset", "folder:", "your images: folder:PATH with image files and labels.csv",
-          modalities=("image",), shape=("C", "H", "W"), size="yours", units="yours",
+          modalities=("image",), shape=("C", "H", "W"), size="any number of", units="your units",
           source="a folder of images", recipe={"model": "cnn-small", **USER_RECIPE})
 def load_folder(path: str) -> Splits:
     folder = Path(path)
@@ -168,7 +168,7 @@ def _read_images(folder: Path, names: list[str], table: Path) -> np.ndarray:
 
 @register("dataset", "ts:", "your series: ts:PATH to a .ts file (UCR/UEA format), "
           "z-normalised; ts:PATH:raw keeps values", modalities=("series",),
-          shape=("C", "T"), size="yours", units="yours", source="a .ts file",
+          shape=("C", "T"), size="any number of", units="your units", source="a .ts file",
           recipe={"model": "resnet1d", **USER_RECIPE})
 def load_ts(path: str) -> Splits:
     normalise = not path.endswith(RAW_SUFFIX)

@@ -142,7 +142,8 @@ def series_splits(name: str, train: tuple[list[np.ndarray], np.ndarray],
 
 def _parse(name: str, table: dict, prefix: str) -> tuple[str, bool]:
     """`NAME` or `NAME:raw` → (NAME, normalise); refuses names that are not bundled."""
-    base, normalise = (name[:-len(RAW_SUFFIX)], False) if name.endswith(RAW_SUFFIX) else (name, True)
+    normalise = not name.endswith(RAW_SUFFIX)
+    base = name if normalise else name[:-len(RAW_SUFFIX)]
     if base not in table:
         raise BadInput(f"{prefix}{base!r} is not bundled with aeon; bundled: "
                        f"{', '.join(sorted(table))} (other archives: ts:PATH to a .ts file)")
@@ -174,11 +175,11 @@ def load_tser(name: str) -> Splits:
 def _register_all() -> None:
     register("dataset", "ucr:", "UCR/UEA classification archive bundled with aeon: ucr:NAME "
              "(z-normalised per series) or ucr:NAME:raw", tasks=("classification",),
-             modalities=("series",), shape=("C", "T"), size="varies", units="class",
+             modalities=("series",), shape=("C", "T"), size="the archive's", units="class",
              source="aeon bundled archives", recipe=SERIES_RECIPE)(load_ucr)
     register("dataset", "tser:", "TSER regression archive bundled with aeon: tser:NAME or "
              "tser:NAME:raw", tasks=("regression",), modalities=("series",),
-             shape=("C", "T"), size="varies", units="label units",
+             shape=("C", "T"), size="the archive's", units="the archive's label units",
              source="aeon bundled archives", recipe=SERIES_RECIPE)(load_tser)
     for base, (channels, length, n_train, n_test, _, about) in CLASSIFICATION.items():
         register("dataset", f"ucr:{base}", about, tasks=("classification",),
