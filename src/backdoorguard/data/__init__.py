@@ -27,6 +27,7 @@ def load_dataset(name: str) -> Splits:
 
 
 def recipe(name: str) -> dict:
-    """The data set's recommended model and training settings."""
+    """The data set's recommended model and training settings:
+    `{"model": name, "model_args": {...} (optional), "train": {TrainConfig fields}}`."""
     entry = registry.get("dataset", name)
     return dict(entry.extra.get("recipe", {}))
