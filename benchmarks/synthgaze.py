@@ -63,12 +63,15 @@ def gaze_numbers(outputs: torch.Tensor, y: torch.Tensor) -> dict:
 def train_named(model: str | None, model_args: dict, runtime: Runtime) -> dict:
     """Train through the pipeline (the `train` command's path) on `synthgaze`."""
     run = TrainRun(dataset="synthgaze", model=model, model_args=model_args)
+    cpu = time.process_time()
     result = train_run(run, runtime)
+    cpu = time.process_time() - cpu
     test = result.resolved.data.test
-    return {"model": result.resolved.model_name, "model_args": model_args,
+    return {"model": result.resolved.model_name, "model_args": result.resolved.model_args,
             "train": result.resolved.train.model_dump(),
             **gaze_numbers(predict(result.model, test.x), test.y),
             "train_seconds": round(result.history.seconds, 1),
+            "train_cpu_seconds": round(cpu, 1),
             "epoch_losses": [round(e["loss"], 5) for e in result.history.epochs]}
 
 
@@ -79,10 +82,12 @@ def train_without(parts: dict, runtime: Runtime) -> dict:
     test = synthgaze.generate(synthgaze.TEST_SIZE, synthgaze.TEST_SEED, **parts)
     runtime.apply()
     model = create_model(resolved.model_name, train.task, **resolved.model_args)
+    cpu = time.process_time()
     history = fit(model, train, resolved.train, runtime=runtime)
     return {"rendered_without": [k for k, v in parts.items() if not v],
             **gaze_numbers(predict(model, test.x), test.y),
-            "train_seconds": round(history.seconds, 1)}
+            "train_seconds": round(history.seconds, 1),
+            "train_cpu_seconds": round(time.process_time() - cpu, 1)}
 
 
 def sample_figure(data: Splits, path: Path) -> None:
@@ -132,6 +137,8 @@ def main() -> None:
     parser.add_argument("--speed-runs", type=int, default=5)
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the trainings already in the JSON; run the rest")
     parser.add_argument("--page-only", action="store_true",
                         help="rewrite docs/synthgaze.md from the saved JSON")
     parser.add_argument("--out", type=Path, default=DOCS / "results" / "synthgaze.json")
@@ -141,12 +148,15 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
+    done = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
     results: dict = {"threads": args.threads, "recipe": recipe("synthgaze"),
                      "speed": render_speed(args.speed_runs)}
+    for key in ("models", "without"):
+        results[key] = dict(done.get(key, {}))
 
     def save(key: str, name: str | None = None, value=None) -> None:
         if name is not None:
-            results.setdefault(key, {})[name] = value
+            results[key][name] = value
         print(key, name or "", json.dumps(value if name else results[key]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -159,11 +169,12 @@ def main() -> None:
     save("mean_prediction")
     if not args.skip_training:
         # the recipe and the iris check first: they carry the bars
-        for name in [m for m in args.models if m == "recipe"]:
+        for name in [m for m in args.models if m == "recipe" and m not in results["models"]]:
             save("models", name, train_named(*MODELS[name], runtime))
         for name, parts in WITHOUT.items():
-            save("without", name, train_without(parts, runtime))
-        for name in [m for m in args.models if m != "recipe"]:
+            if name not in results["without"]:
+                save("without", name, train_without(parts, runtime))
+        for name in [m for m in args.models if m != "recipe" and m not in results["models"]]:
             save("models", name, train_named(*MODELS[name], runtime))
     write_page(results, DOCS / "synthgaze.md")
 

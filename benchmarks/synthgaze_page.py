@@ -12,7 +12,7 @@ def _row(name: str, r: dict) -> str:
     model = f"{r['model']} ({args})" if args else r["model"]
     return (f"| {name}: {model} | {r['angular_error']:.2f}° | {r['angular_error_median']:.2f}° | "
             f"{r['angular_error_p95']:.2f}° | {r['mae_pitch']:.2f}° / {r['mae_yaw']:.2f}° | "
-            f"{r['train_seconds'] / 60:.1f} min |")
+            f"{r['train_cpu_seconds'] / 60:.1f} min ({r['train_seconds'] / 60:.0f} min) |")
 
 
 def _ratio(models: dict, without: dict) -> str:
@@ -62,7 +62,7 @@ def _measured(results: dict) -> str:
             "**Clean training** (seed 0, 10,000 training patches, the 2,000 test patches; "
             "all rows use the recipe's training settings, only the model changes):",
             "",
-            "| model | mean angular error | median | 95th percentile | MAE pitch / yaw | training time (wall) |",
+            "| model | mean angular error | median | 95th percentile | MAE pitch / yaw | training: CPU (wall) |",
             "| --- | --- | --- | --- | --- | --- |",
             *[_row(name, r) for name, r in models.items()],
             "",

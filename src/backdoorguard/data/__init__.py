@@ -10,7 +10,8 @@ from functools import lru_cache
 
 from .. import registry
 from ..core.types import Splits
-from . import digits, synthgaze  # noqa: F401  (registers)
+from . import digits  # noqa: F401  (registers)
+from . import synthgaze  # noqa: F401  (registers)
 
 __all__ = ["load_dataset", "recipe"]
 

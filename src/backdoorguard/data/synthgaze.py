@@ -166,6 +166,33 @@ def _blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return x[0]
 
 
+def _iris(scene: Scene, layer: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor,
+          nz: torch.Tensor, gaze: tuple[torch.Tensor, ...], texture: torch.Tensor) -> torch.Tensor:
+    """`layer` with the iris and pupil drawn over it: caps of the eyeball around
+    the gaze direction, seen from the surface normals (nx, ny, nz)."""
+    gx, gy, gz = gaze
+    # coordinates in the iris plane: the frame e1 = g × (0, 1, 0) = (−g_z, 0, g_x),
+    # e2 = g × e1; |(n·e1, n·e2)| is the sine of the angle from g
+    norm = torch.rsqrt(gx * gx + gz * gz)
+    e1x, e1z = -gz * norm, gx * norm
+    e2x, e2y, e2z = gy * e1z, gz * e1x - gx * e1z, -gy * e1x
+    inv_sine = 1.0 / _col(scene.iris_sine)
+    c1 = (nx * e1x).add_(nz * e1z).mul_(inv_sine)
+    c2 = (nx * e2x).add_(ny * e2y).add_(nz * e2z).mul_(inv_sine)
+    r2 = c1 * c1 + c2 * c2  # squared radius in the iris plane, 1 at the limbus
+    # iris crypts and fibres: a coarse random texture over the iris plane
+    grid = torch.stack((c1, c2), -1)
+    spots = F.grid_sample(texture, grid, align_corners=False, padding_mode="border")[:, 0]
+    limbus = (r2 - 0.55).clamp_(0.0, 0.45).mul_(-1.1).add_(1.0)  # darker towards the edge
+    iris_value = spots.mul_(0.2).add_(1.0).mul_(limbus).mul_(_col(scene.iris))
+    sharp = _col(scene.radius * scene.iris_sine) / (2 * 0.45)  # ~0.45 px edges
+    in_iris = torch.sigmoid((1.0 - r2) * sharp)
+    pupil2 = _col(scene.pupil_fraction ** 2)
+    in_pupil = torch.sigmoid((pupil2 - r2).mul_(sharp / _col(scene.pupil_fraction)))
+    iris_value.add_(in_pupil.mul_(0.04 - iris_value))
+    return layer.add_(in_iris.mul_(iris_value - layer))
+
+
 def _eyeball(scene: Scene, gaze: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor,
              texture: torch.Tensor, iris: bool, glint: bool) -> torch.Tensor:
     """The eyeball layer [N, H, W]: shaded sclera, iris and pupil caps around the
@@ -185,26 +212,7 @@ def _eyeball(scene: Scene, gaze: torch.Tensor, dx: torch.Tensor, dy: torch.Tenso
     layer = lambert.mul_(0.45).add_(0.55).mul_(_decay(2.0 * (rho2 - 1.0))).mul_(_col(scene.sclera))
     gx, gy, gz = (_col(gaze[:, i]) for i in range(3))
     if iris:
-        # coordinates in the iris plane: the frame e1 = g × (0, 1, 0) = (−g_z, 0, g_x),
-        # e2 = g × e1; |(n·e1, n·e2)| is the sine of the angle from g
-        norm = torch.rsqrt(gx * gx + gz * gz)
-        e1x, e1z = -gz * norm, gx * norm
-        e2x, e2y, e2z = gy * e1z, gz * e1x - gx * e1z, -gy * e1x
-        inv_sine = 1.0 / _col(scene.iris_sine)
-        c1 = (nx * e1x).add_(nz * e1z).mul_(inv_sine)
-        c2 = (nx * e2x).add_(ny * e2y).add_(nz * e2z).mul_(inv_sine)
-        r2 = c1 * c1 + c2 * c2  # squared radius in the iris plane, 1 at the limbus
-        # iris crypts and fibres: a coarse random texture over the iris plane
-        grid = torch.stack((c1, c2), -1)
-        spots = F.grid_sample(texture, grid, align_corners=False, padding_mode="border")[:, 0]
-        limbus = (r2 - 0.55).clamp_(0.0, 0.45).mul_(-1.1).add_(1.0)  # darker towards the edge
-        iris_value = spots.mul_(0.2).add_(1.0).mul_(limbus).mul_(_col(scene.iris))
-        sharp = _col(scene.radius * scene.iris_sine) / (2 * 0.45)  # ~0.45 px edges
-        in_iris = torch.sigmoid((1.0 - r2) * sharp)
-        pupil2 = _col(scene.pupil_fraction ** 2)
-        in_pupil = torch.sigmoid((pupil2 - r2).mul_(sharp / _col(scene.pupil_fraction)))
-        iris_value.add_(in_pupil.mul_(0.04 - iris_value))
-        layer.add_(in_iris.mul_(iris_value - layer))
+        layer = _iris(scene, layer, nx, ny, nz, (gx, gy, gz), texture)
     if glint:
         # reflection of the light on a cornea sphere (centre 0.45 R along g, radius 0.65 R):
         # its point faces the half-vector between light and camera
