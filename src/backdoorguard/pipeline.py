@@ -4,7 +4,7 @@ write the checkpoint and its metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +30,26 @@ class Resolved:
     data: Splits
     model_name: str
     train: TrainConfig
+    model_args: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(run: TrainRun) -> Resolved:
     """Load the data and fill unset model and training settings from the data
-    set's recipe. Raises `BadInput` before any training on a bad setting."""
+    set's recipe. Raises `BadInput` before any training on a bad setting.
+
+    The recipe's `model_args` apply only to the recipe's own model (the run's
+    `model_args` override them); another model starts from its own defaults.
+    """
     data = load_dataset(run.dataset)
     defaults = recipe(run.dataset)
     model_name = run.model or defaults.get("model")
     if model_name is None:
         raise BadInput(f"data set {run.dataset!r} has no default model; pass --model")
+    model_args = dict(run.model_args)
+    if model_name == defaults.get("model"):
+        model_args = {**defaults.get("model_args", {}), **model_args}
     train = validate(TrainConfig, merge(defaults.get("train", {}), run.train), "train")
-    return Resolved(run, data, model_name, train)
+    return Resolved(run, data, model_name, train, model_args)
 
 
 ATTACK_STATE = "attack.safetensors"
@@ -84,7 +92,7 @@ class TrainResult:
                       "poisoned": None if poison_index is None else int(len(poison_index))}
         return {
             "dataset": run.dataset,
-            "model": {"name": self.resolved.model_name, "args": run.model_args},
+            "model": {"name": self.resolved.model_name, "args": self.resolved.model_args},
             "attack": attack,
             "seed": self.runtime.seed,
             "train": self.resolved.train.model_dump(),
@@ -103,7 +111,7 @@ def train_run(run: TrainRun, runtime: Runtime = Runtime(),
     task = resolved.data.task
     attack = build_attack(run.attack, task) if run.attack else None
     runtime.apply()
-    model = create_model(resolved.model_name, task, **run.model_args)
+    model = create_model(resolved.model_name, task, **resolved.model_args)
     train_data: ArrayDataset = resolved.data.train
     if run.defense:
         raise BadInput(f"training-time defense {run.defense!r} is not available yet")

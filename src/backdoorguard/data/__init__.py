@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from .. import registry
 from ..core.types import Splits
-from . import digits, files, mnist, rotation, ucr  # noqa: F401  (registers)
+from . import digits, files, mnist, rotation, synthgaze, ucr  # noqa: F401  (registers)
 
 __all__ = ["load_dataset", "recipe"]
 
@@ -32,7 +32,8 @@ DEFAULT_MODELS = {"image": "cnn-small", "series": "resnet1d", "tabular": "mlp"}
 
 
 def recipe(name: str) -> dict:
-    """The data set's recommended model and training settings."""
+    """The data set's recommended model and training settings:
+    `{"model": name, "model_args": {...} (optional), "train": {TrainConfig fields}}`."""
     entry = registry.get("dataset", name)
     settings = dict(entry.extra.get("recipe", {}))
     if "model" not in settings:
