@@ -48,8 +48,11 @@ SMALL_BUDGETS = (100, 200, 400)          # how visible each variant is with few 
 ACTIVE_BUDGETS = (500, 1000, 2000, 4000)
 REGION_POINTS = 1000
 # A flagged maximiser "finds" the planted region when it lies in the attacker's
-# footprint: the poisoned ball or the shell around it (1.5 r).
+# footprint: the poisoned ball or the shell around it (1.5 r). The bump a
+# poisoned MLP learns spreads further (its error 1.5 r..2 r from the centre is
+# still 2-5 × the clean model's), so the report also counts matches within 2 r.
 MATCH = 1.0 + ATTACK["shell_width"]
+WIDE_MATCH = 2.0
 DOCS = Path("docs")
 RESULTS = DOCS / "results"
 QUICK: dict[str, Any] = {}       # --quick: a smoke test of every code path, not a measurement
@@ -265,6 +268,8 @@ def summarise(attack: list[dict], active: list[dict]) -> dict[str, Any]:
                    "oracle_calls_max": max(r["audit"][name]["oracle_calls"] for r in attack),
                    "seconds_mean": mean([r["audit"][name]["seconds"] for r in attack])}
             for name in ("clean", "shell", "no_shell")}
+        summary["wide_match"] = {
+            name: recount(attack, name, WIDE_MATCH) for name in ("clean", "shell", "no_shell")}
         summary["threshold_sensitivity"] = threshold_sensitivity(attack)
         summary["visible"] = {
             variant: {key: mean([r["visible"][variant][key] for r in attack])
@@ -272,11 +277,15 @@ def summarise(attack: list[dict], active: list[dict]) -> dict[str, Any]:
             for variant in ("shell", "no_shell")}
         summary["repair"] = {}
         for mode in ("relabel", "drop"):
+            # The repair starts from every flagged maximiser of the audit (wherever
+            # the match criterion puts it), so it is reported over every seed.
             ratios = [r["repair"][mode]["errors"]["region"] / r["errors"]["clean"]["region"]
-                      for r in attack if r["audit"]["shell"]["found"]]
+                      for r in attack]
             summary["repair"][mode] = {
                 "region_ratio_mean": mean(ratios), "region_ratio_max": max(ratios, default=None),
-                "seeds": len(ratios),
+                "seeds": len(ratios), "within_2x": sum(v <= 2.0 for v in ratios),
+                "ratios": ratios,
+                "precision_mean": mean([r["repair"][mode]["precision"] for r in attack]),
                 "global_rise_mean": mean([r["repair"][mode]["errors"]["global"]
                                           / r["errors"]["clean"]["global"] - 1 for r in attack]),
                 "oracle_calls_mean": mean([r["repair"][mode]["oracle_calls"] for r in attack]),
@@ -292,6 +301,20 @@ def summarise(attack: list[dict], active: list[dict]) -> dict[str, Any]:
             "active_wins": [sum(r["active"]["rmse"][i] < r["random"]["rmse"][i] for r in active)
                             for i in range(len(budgets))]}
     return summary
+
+
+def recount(attack: list[dict], name: str, match: float) -> dict[str, float]:
+    """Recall and false regions per audit had a flagged maximiser within `match`
+    planted radii of the centre counted as finding the region."""
+    found, false = [], []
+    for r in attack:
+        flagged = [g for g in r["audit"][name]["regions"] if g["suspicious"]]
+        near = [g["distance_in_radii"] is not None and g["distance_in_radii"] <= match
+                for g in flagged]
+        found.append(any(near))
+        false.append(len(flagged) - sum(near))
+    return {"recall": mean(found) if name != "clean" else None,
+            "false_regions_mean": mean(false)}
 
 
 def threshold_sensitivity(attack: list[dict], factors=(4.0, 5.0, 6.0, 8.0, 10.0)) -> dict:
@@ -349,13 +372,17 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {label} | {a['region_ratio_mean']:.1f}×, {a['region_ratio_min']:.1f}× "
                          f"| {a['global_rise_mean']:+.1%}, {a['global_rise_max']:+.1%} "
                          f"| {a['ring_ratio_mean']:.1f}× | {found} |")
-        lines += ["", "| audited model | planted regions found | false regions per audit "
-                  "| oracle calls (max) | seconds per audit |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", f"| audited model | planted regions found (within {MATCH:g} r) | false "
+                  f"regions per audit | found, false if within {WIDE_MATCH:g} r counts "
+                  "| oracle calls (max) | seconds per audit |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for name, label in (("clean", "clean"), ("shell", "poisoned, with shell"),
                             ("no_shell", "poisoned, without shell")):
-            a = summary["audit"][name]
+            a, w = summary["audit"][name], summary["wide_match"][name]
             recall = "—" if a["recall"] is None else f"{a['recall']:.0%}"
+            wide = "—" if w["recall"] is None else f"{w['recall']:.0%}"
             lines.append(f"| {label} | {recall} | {a['false_regions_mean']:.2f} "
+                         f"| {wide}, {w['false_regions_mean']:.2f} "
                          f"| {a['oracle_calls_max']} | {a['seconds_mean']:.1f} |")
         lines += ["", "Had the error factor been different (density factor 1; from the "
                   "maximisers the audits recorded):", "",
@@ -375,13 +402,17 @@ def markdown(summary: dict) -> str:
                   f"| with shell | {v['shell']['test_share']:.2%} | {v['shell']['ball_2r_share']:.1%} |",
                   f"| without shell | {v['no_shell']['test_share']:.2%} "
                   f"| {v['no_shell']['ball_2r_share']:.1%} |"]
-        lines += ["", "| repair | in-region error ÷ clean's (mean, max) | global RMSE vs clean "
-                  "| oracle calls | poisoned labels found |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", "Repair of the poisoned model (with shell), from every maximiser its audit "
+                  "flagged, every seed:", "",
+                  "| repair | in-region error ÷ clean's (mean, max) | seeds within 2× "
+                  "| global RMSE vs clean | oracle calls | poisoned labels found (precision) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for mode, a in summary["repair"].items():
             worst = "—" if a["region_ratio_max"] is None else f"{a['region_ratio_max']:.2f}×"
-            lines.append(f"| {mode} ({a['seeds']} seeds where found) | {a['region_ratio_mean']:.2f}×, "
-                         f"{worst} | {a['global_rise_mean']:+.1%} | {a['oracle_calls_mean']:.0f} "
-                         f"| {a['poison_recall_mean']:.0%} |")
+            lines.append(f"| {mode} | {a['region_ratio_mean']:.2f}×, {worst} "
+                         f"| {a['within_2x']} of {a['seeds']} "
+                         f"| {a['global_rise_mean']:+.1%} | {a['oracle_calls_mean']:.0f} "
+                         f"| {a['poison_recall_mean']:.0%} ({a['precision_mean']:.0%}) |")
     if "active" in summary:
         a = summary["active"]
         n = len(summary["seeds"])

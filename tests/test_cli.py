@@ -126,3 +126,42 @@ def test_list_shows_support(capsys):
     names = {e["name"]: e for e in data["models"]}
     assert names["cnn-small"]["modalities"] == ["image"]
     assert {"datasets", "models", "attacks", "defenses"} == set(data)
+
+
+def test_learnt_trigger_travels_with_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "ia"
+    code, stdout, err = run(capsys, "train", "--attack", "input-aware", "--attack-param",
+                            "mask_epochs=1", "--attack-param", "width=4", "--out", str(out),
+                            "--json", *FAST)
+    assert code == 0, err
+    assert (out / "attack.safetensors").exists()
+    trained = json.loads(stdout)["metrics"]
+    code, stdout, _ = run(capsys, "evaluate", str(out), "--json")
+    assert code == 0 and json.loads(stdout)["metrics"] == trained
+
+
+def test_user_model_factory_with_safetensors_or_trusted_pickle(trained, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    weights = trained / "model.safetensors"
+    base = ["evaluate", "--model-factory", "tests.factories:tiny_cnn", "--dataset", "digits",
+            "--attack", "none", "--json"]
+    # the factory builds a narrower network than the trained one: a clear mismatch error
+    code, _, err = run(capsys, *base, "--weights", str(weights))
+    assert code == 2 and "do not match the model" in err
+    from tests.factories import tiny_cnn
+
+    state = tiny_cnn().state_dict()
+    from safetensors.torch import save_file
+    save_file(state, str(tmp_path / "user.safetensors"))
+    code, out, err = run(capsys, *base, "--weights", str(tmp_path / "user.safetensors"))
+    assert code == 0, err
+    accuracy = json.loads(out)["metrics"]["clean_acc"]
+    torch.save(load_file(str(tmp_path / "user.safetensors")), tmp_path / "user.pt")
+    code, _, err = run(capsys, *base, "--weights", str(tmp_path / "user.pt"))
+    assert code == 2 and "refusing to unpickle" in err
+    code, out, _ = run(capsys, *base, "--weights", str(tmp_path / "user.pt"), "--trust-pickle")
+    assert code == 0 and json.loads(out)["metrics"]["clean_acc"] == accuracy
+    code, _, err = run(capsys, "evaluate", "--dataset", "digits")
+    assert code == 2 and "a model is needed" in err

@@ -4,7 +4,7 @@ write the checkpoint and its metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,40 @@ class Resolved:
     data: Splits
     model_name: str
     train: TrainConfig
+    model_args: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(run: TrainRun) -> Resolved:
     """Load the data and fill unset model and training settings from the data
-    set's recipe. Raises `BadInput` before any training on a bad setting."""
+    set's recipe. Raises `BadInput` before any training on a bad setting.
+
+    The recipe's `model_args` apply only to the recipe's own model (the run's
+    `model_args` override them); another model starts from its own defaults.
+    """
     data = load_dataset(run.dataset)
     defaults = recipe(run.dataset)
     model_name = run.model or defaults.get("model")
     if model_name is None:
         raise BadInput(f"data set {run.dataset!r} has no default model; pass --model")
+    model_args = dict(run.model_args)
+    if model_name == defaults.get("model"):
+        model_args = {**defaults.get("model_args", {}), **model_args}
     train = validate(TrainConfig, merge(defaults.get("train", {}), run.train), "train")
-    return Resolved(run, data, model_name, train)
+    return Resolved(run, data, model_name, train, model_args)
 
 
-def build_attack(config: AttackConfig, task: TaskSpec) -> Attack:
-    return create_attack(config.name, task, target=config.target, mode=config.mode,
-                         **config.params)
+ATTACK_STATE = "attack.safetensors"
+
+
+def build_attack(config: AttackConfig, task: TaskSpec, state: Path | None = None) -> Attack:
+    """The attack a config describes; `state` loads a learnt trigger (input-aware)."""
+    attack = create_attack(config.name, task, target=config.target, mode=config.mode,
+                           **config.params)
+    if state is not None:
+        from .core.checkpoint import read_weights
+
+        attack.load_tensors(read_weights(state))
+    return attack
 
 
 @dataclass
@@ -70,11 +87,12 @@ class TrainResult:
         run = self.resolved.run
         attack = None
         if self.attack is not None:
+            poison_index = getattr(self.train_data, "poison_index", None)
             attack = {**self.attack.spec(), "poison_rate": run.attack.poison_rate,
-                      "poisoned": int(len(self.train_data.poison_index))}
+                      "poisoned": None if poison_index is None else int(len(poison_index))}
         return {
             "dataset": run.dataset,
-            "model": {"name": self.resolved.model_name, "args": run.model_args},
+            "model": {"name": self.resolved.model_name, "args": self.resolved.model_args},
             "attack": attack,
             "seed": self.runtime.seed,
             "train": self.resolved.train.model_dump(),
@@ -93,14 +111,16 @@ def train_run(run: TrainRun, runtime: Runtime = Runtime(),
     task = resolved.data.task
     attack = build_attack(run.attack, task) if run.attack else None
     runtime.apply()
-    model = create_model(resolved.model_name, task, **run.model_args)
+    model = create_model(resolved.model_name, task, **resolved.model_args)
     train_data: ArrayDataset = resolved.data.train
-    if attack is not None:
-        train_data = attack.poison(train_data, run.attack.poison_rate, seed=runtime.seed)
     if run.defense:
         raise BadInput(f"training-time defense {run.defense!r} is not available yet")
-    history = fit(model, train_data, resolved.train, runtime=runtime,
-                  description=f"train {resolved.model_name} on {run.dataset}")
+    if attack is not None:
+        history, train_data = attack.train_model(model, train_data, resolved.train,
+                                                 run.attack.poison_rate, runtime)
+    else:
+        history = fit(model, train_data, resolved.train, runtime=runtime,
+                      description=f"train {resolved.model_name} on {run.dataset}")
     metrics = evaluate(model, resolved.data.test, attack)
     return TrainResult(model, resolved, metrics, history, attack, train_data, runtime)
 
@@ -111,6 +131,12 @@ def write_train_files(result: TrainResult, directory: Path) -> None:
     card = {"training": {"dataset": record["dataset"], "config": record["train"],
                          "seed": record["seed"]},
             "attack": record["attack"], "metrics": record["metrics"]}
+    if result.attack is not None and result.attack.tensors():
+        # a learnt trigger (input-aware) travels with the model it was trained with
+        from safetensors.torch import save_file
+
+        save_file(result.attack.tensors(), str(directory / ATTACK_STATE))
+        card["attack"] = {**card["attack"], "state": ATTACK_STATE}
     save_model(result.model, directory, result.task, card=card)
     write_json(directory / "metrics.json", record)
 
@@ -146,6 +172,31 @@ def check_same_task(card_task: TaskSpec, data: Splits, dataset: str) -> None:
                        f"{task.num_outputs}")
 
 
+def load_checkpoint_or_user_model(directory: str | Path | None = None, *,
+                                  factory: str | None = None, weights: str | Path | None = None,
+                                  args: dict[str, Any] | None = None, trust_pickle: bool = False,
+                                  dataset: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A model and its card: from a checkpoint directory, or from a user's
+    `package.module:function` factory plus a weights file (its card then holds
+    only what is known: the model spec and, with `dataset`, the task)."""
+    from .core.checkpoint import load_model, load_user_model
+
+    if directory is not None:
+        if factory is not None or weights is not None:
+            raise BadInput("give either a checkpoint directory or --model-factory with --weights, "
+                           "not both")
+        return load_model(directory)
+    if factory is None or weights is None:
+        raise BadInput("a model is needed: a checkpoint directory, or --model-factory "
+                       "package.module:function with --weights FILE")
+    model = load_user_model(factory, weights, args=args, trust_pickle=trust_pickle)
+    card: dict[str, Any] = {"model": model.model_spec, "attack": None,
+                            "training": {"dataset": dataset}}
+    if dataset is not None:
+        card["task"] = load_dataset(dataset).task.to_dict()
+    return model, card
+
+
 def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDataset:
     """The defender's clean data: a seeded, stratified `fraction` of the clean
     training split (5 % by default, as post-training defenses assume)."""
@@ -156,7 +207,7 @@ def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDa
 
 
 def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict | None,
-                   card_task: TaskSpec | None = None) -> Metrics:
+                   card_task: TaskSpec | None = None, attack_state: Path | None = None) -> Metrics:
     """Metrics of `model` on a data set's test split, with an optional attack."""
     data = load_dataset(dataset)
     if card_task is not None:
@@ -164,5 +215,5 @@ def evaluate_model(model: nn.Module, dataset: str, attack: AttackConfig | dict |
     if isinstance(attack, dict):
         attack = validate(AttackConfig, {k: v for k, v in attack.items()
                                          if k in AttackConfig.model_fields}, "attack")
-    built = build_attack(attack, data.task) if attack is not None else None
+    built = build_attack(attack, data.task, attack_state) if attack is not None else None
     return evaluate(model, data.test, built)

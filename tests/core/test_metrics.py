@@ -62,3 +62,24 @@ def test_detection_metrics():
     assert M.accuracy_at_threshold(scores, labels, 0.5) == pytest.approx(5 / 6)
     assert M.auroc([0.9, 0.1], [0, 1]) == 0.0
     assert math.isnan(M.auroc([0.1, 0.2], [1, 1]))
+
+
+def test_gaze_vectors_follow_mpiigaze_convention():
+    g = M.gaze_vectors(torch.tensor([[0.0, 0.0], [0.0, 90.0], [90.0, 0.0], [-30.0, 20.0]]))
+    assert torch.allclose(g[0], torch.tensor([0.0, 0.0, -1.0], dtype=g.dtype))
+    assert torch.allclose(g[1], torch.tensor([-1.0, 0.0, 0.0], dtype=g.dtype), atol=1e-12)  # yaw > 0: −x
+    assert torch.allclose(g[2], torch.tensor([0.0, -1.0, 0.0], dtype=g.dtype), atol=1e-12)  # pitch > 0: up
+    assert torch.allclose(g.norm(dim=1), torch.ones(4, dtype=g.dtype))
+
+
+def test_angular_error_in_degrees():
+    y = torch.tensor([[0.0, 0.0], [0.0, 0.0], [-10.0, 20.0], [40.0, 0.0]])
+    pred = torch.tensor([[0.0, 7.0], [-4.0, 0.0], [-10.0, 20.0], [40.0, 30.0]])
+    errors = M.angular_errors(pred, y)
+    # yaw alone at pitch 0 and pitch alone at yaw 0 are plain angles; a yaw change
+    # at pitch 40° is a smaller angle (meridians converge): 2·asin(cos 40° · sin 15°)
+    expected_last = 2 * math.degrees(math.asin(math.cos(math.radians(40)) * math.sin(math.radians(15))))
+    assert errors[:3].tolist() == pytest.approx([7.0, 4.0, 0.0], abs=1e-4)
+    assert errors[3].item() == pytest.approx(expected_last, abs=1e-4)
+    assert M.angular_error(pred, y) == pytest.approx(errors.mean().item())
+    assert math.isnan(M.angular_error(torch.empty(0, 2), torch.empty(0, 2)))

@@ -6,20 +6,33 @@
     poisoned = attack.poison(train, rate=0.1, seed=0)   # keeps poison_index
 
 Subclasses implement `apply` (and declare `clean_label = True` when they poison
-only target-class samples and keep their labels).
+only target-class samples and keep their labels). An attack whose trigger is
+learnt with the model (input-aware) overrides `train_model` and keeps its learnt
+tensors in `tensors()` so a checkpoint can carry them.
+
+One registry name stands for one idea across modalities (`badnets` is a patch on
+images and a fixed pattern on series): `register_attack` maps each modality to
+its class.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from .. import registry
 from ..core.types import ArrayDataset, PoisonedDataset, TaskSpec
 from ..errors import BadInput, one_of
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..config import TrainConfig
+    from ..core.runtime import Runtime
+    from ..core.training import History
 
 
 class Attack(ABC):
@@ -94,8 +107,14 @@ class Attack(ABC):
 
     def candidates(self, data: ArrayDataset) -> torch.Tensor:
         """Indices of the samples this attack may poison."""
-        if self.clean_label:
+        if self.clean_label and self.task.is_classification:
             return torch.nonzero(data.y == self.target_value).flatten()
+        if self.clean_label:
+            # regression: the samples whose label already lies near the target
+            from ..core.metrics import distances
+
+            near = distances(data.y, self.target(data.y)) <= (self.task.tol or 0.0)
+            return torch.nonzero(near).flatten()
         if self.task.is_classification and self.mode == "all-to-one":
             return torch.nonzero(data.y != self.target_value).flatten()
         return torch.arange(len(data))
@@ -121,7 +140,30 @@ class Attack(ABC):
             y[chosen] = self.target(data.y[chosen])
         return PoisonedDataset(x, y, data.task, poison_index=chosen, clean_y=data.y.clone())
 
+    def train_model(self, model: nn.Module, data: ArrayDataset, config: TrainConfig, rate: float,
+                    runtime: Runtime) -> tuple[History, ArrayDataset]:
+        """Train `model` as the attacker would; returns the history and the training
+        set used. Static attacks poison the data once and train normally."""
+        from ..core.training import fit
+
+        poisoned = self.poison(data, rate, seed=runtime.seed)
+        return fit(model, poisoned, config, runtime=runtime,
+                   description=f"train with {self.name}"), poisoned
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Learnt state to save beside a checkpoint (empty for fixed triggers)."""
+        return {}
+
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        if tensors:
+            raise BadInput(f"attack {self.name!r} has no learnt state to load")
+
     # ------------------------------------------------------------ helpers
+
+    @property
+    def span(self) -> float:
+        lo, hi = self.task.input_range
+        return hi - lo
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.task.input_range
@@ -135,6 +177,21 @@ class Attack(ABC):
         """Everything needed to rebuild this attack with `create_attack`."""
         return {"name": self.name, "target": self.target_value, "mode": self.mode,
                 "params": self.params()}
+
+
+def register_attack(name: str, description: str, variants: Mapping[str, type[Attack]], *,
+                    tasks: Iterable[str] = registry.TASKS) -> None:
+    """Register one attack idea, implemented per modality by `variants`."""
+    variants = dict(variants)
+
+    def factory(task: TaskSpec, **kwargs: Any) -> Attack:
+        return variants[task.modality](task, **kwargs)
+
+    for cls in variants.values():
+        cls.name = name
+    factory.variants = variants  # type: ignore[attr-defined]
+    registry.register("attack", name, description, tasks=tasks,
+                      modalities=tuple(variants))(factory)
 
 
 def create_attack(name: str, task: TaskSpec, *, target: int | Sequence[float] | None = None,

@@ -48,7 +48,6 @@ import torch
 
 from ..core.types import ArrayDataset, PoisonedDataset, TaskSpec
 from ..errors import BadInput
-from ..registry import register
 from .base import Attack
 
 DEFAULT_SHIFT_SHARE = 0.013
@@ -77,9 +76,6 @@ def ball_sample(centre: torch.Tensor, inner: float, outer: float, n: int,
                    f"overlaps the input box; move the centre inside")
 
 
-@register("attack", "localized",
-          "localised poisoning: wrong labels in a ball of the input space, clean shell around it",
-          tasks=("regression",), modalities=("tabular",))
 class Localized(Attack):
     """Poison a ball of the input space of a tabular regressor (see module doc)."""
 

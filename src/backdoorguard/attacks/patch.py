@@ -9,15 +9,12 @@ import torch
 
 from ..core.types import TaskSpec
 from ..errors import BadInput, one_of
-from ..registry import register
 from .base import Attack
 
 CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
 PATTERNS = ("checkerboard", "white", "black", "random")
 
 
-@register("attack", "badnets", "BadNets: a fixed patch (checkerboard by default) in a corner",
-          modalities=("image",))
 class BadNets(Attack):
     """A `size`×`size` patch replaces the pixels at `position` (a corner name or
     (row, col) of the patch's top-left pixel), in every channel.
@@ -25,8 +22,6 @@ class BadNets(Attack):
     Defaults: a checkerboard of the input range's extremes, about 10 % of the
     shorter side (at least 3 px), in the bottom-right corner (`margin` pixels in).
     """
-
-    name = "badnets"
 
     def __init__(self, task: TaskSpec, *, target: int | Sequence[float] | None = None,
                  mode: str = "all-to-one", size: int | None = None,

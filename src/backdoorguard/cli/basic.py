@@ -9,7 +9,8 @@ import typer
 
 from ..errors import BadInput
 from . import app
-from .common import (RUNTIME_KEYS, ConfigFile, Device, Json, Overwrite, Seed, Threads, config_file,
+from .common import (RUNTIME_KEYS, ConfigFile, Device, Json, ModelArgs, ModelFactory, Overwrite,
+                     Seed, Threads, TrustPickle, Weights, config_file, load_cli_model,
                      console, emit, key_values, metrics_table, runtime_from, parse_target)
 
 # ---------------------------------------------------------------- commands
@@ -119,28 +120,35 @@ def train(
 
 @app.command("evaluate")
 def evaluate_command(
-    directory: Annotated[Path, typer.Argument(help="Checkpoint directory.")],
+    directory: Annotated[Path | None, typer.Argument(help="Checkpoint directory.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the one it was trained on).")] = None,
     attack: Annotated[str | None, typer.Option(help="Attack (default: the one in the card), or none.")] = None,
     target: Annotated[str | None, typer.Option(help="Target class, or comma-separated vector.")] = None,
     target_mode: Annotated[str | None, typer.Option(help="all-to-one or all-to-all.")] = None,
     attack_param: Annotated[list[str] | None, typer.Option(help="Attack parameter KEY=VALUE.")] = None,
+    model_factory: ModelFactory = None, weights: Weights = None, model_arg: ModelArgs = None,
+    trust_pickle: TrustPickle = False,
     seed: Seed = None, device: Device = None, threads: Threads = None, as_json: Json = False,
     config: ConfigFile = None,
 ) -> None:
-    """Metrics of a checkpoint on clean (and triggered) test inputs."""
+    """Metrics of a checkpoint (or of your own model) on clean and triggered test inputs."""
     from ..config import AttackConfig, merge, validate
-    from ..core.checkpoint import load_model
     from ..core.types import TaskSpec
     from ..pipeline import evaluate_model
 
     file = config_file(config)
     runtime_from(file, seed, device, threads, as_json).apply()
-    model, card = load_model(directory)
-    dataset = dataset or file.get("dataset") or card.get("training", {}).get("dataset")
+    dataset = dataset or file.get("dataset")
+    model, card = load_cli_model(directory, model_factory, weights, model_arg, trust_pickle, dataset)
+    dataset = dataset or card.get("training", {}).get("dataset")
     if dataset is None:
         raise BadInput("--dataset is required: the model card does not name its data set")
     attack_spec: dict[str, Any] | None = file.get("attack") or card.get("attack")
+    # a learnt trigger stored with the checkpoint applies when the card's attack is used
+    state = None
+    if attack in (None, (card.get("attack") or {}).get("name")) and not file.get("attack"):
+        state_file = (card.get("attack") or {}).get("state")
+        state = directory / state_file if state_file and directory else None
     if attack == "none":
         attack_spec = None
     else:
@@ -156,11 +164,11 @@ def evaluate_command(
     if attack_spec is not None:
         attack_config = validate(AttackConfig, {k: v for k, v in attack_spec.items()
                                                 if k in AttackConfig.model_fields}, "attack")
-    metrics = evaluate_model(model, dataset, attack_config, TaskSpec.from_dict(card["task"]))
-    data = {"directory": str(directory), "dataset": dataset,
+    metrics = evaluate_model(model, dataset, attack_config, TaskSpec.from_dict(card["task"]), state)
+    data = {"model": str(directory) if directory else card["model"], "dataset": dataset,
             "attack": attack_config.model_dump() if attack_config else None,
             "metrics": metrics.to_dict()}
-    title = f"{directory} on {dataset}" + (f", {attack_config.name}" if attack_config else "")
+    title = f"{directory or model_factory} on {dataset}" + (f", {attack_config.name}" if attack_config else "")
     emit(as_json, data, lambda: console().print(metrics_table({"model": data["metrics"]}, title)))
 
 

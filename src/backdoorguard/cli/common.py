@@ -20,7 +20,25 @@ Threads = Annotated[int | None, typer.Option(help="Torch CPU threads (default: t
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file; flags override it.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace a non-empty output directory.")]
+ModelFactory = Annotated[str | None, typer.Option(
+    help="Your own model: package.module:function returning a torch.nn.Module.")]
+Weights = Annotated[Path | None, typer.Option(help="Weights for --model-factory (safetensors).")]
+ModelArgs = Annotated[list[str] | None, typer.Option("--model-arg",
+                                                     help="Argument for --model-factory, KEY=VALUE.")]
+TrustPickle = Annotated[bool, typer.Option(
+    help="Allow a .pt/.pth weights file (read with torch.load(weights_only=True)); "
+         "only for files you trust.")]
 RUNTIME_KEYS = ("seed", "device", "threads")
+
+
+def load_cli_model(directory: Path | None, factory: str | None, weights: Path | None,
+                   model_args: list[str] | None, trust_pickle: bool, dataset: str | None):
+    """(model, card) from a checkpoint directory or a user factory + weights."""
+    from ..pipeline import load_checkpoint_or_user_model
+
+    return load_checkpoint_or_user_model(directory, factory=factory, weights=weights,
+                                         args=key_values(model_args, "--model-arg"),
+                                         trust_pickle=trust_pickle, dataset=dataset)
 
 
 def runtime_from(file: dict[str, Any], seed: int | None, device: str | None, threads: int | None,

@@ -14,6 +14,10 @@ Regression, in the label's own units (distances are Euclidean over the outputs)
     true_error              mean distance of triggered outputs to the true labels
     asr_at_tol              share of triggered outputs within `tol` of the target
 
+Gaze (pitch, yaw in degrees)
+    angular_error           mean angle between predicted and true 3-D gaze directions,
+                            the figure gaze-estimation papers report (`gaze_vectors`)
+
 As with classification, triggered metrics leave out test samples that already
 satisfy the attack (true label is the target class; for regression, within `tol`
 of the target vector), so they measure what the trigger does.
@@ -74,6 +78,38 @@ def within(outputs: torch.Tensor, y: torch.Tensor, tol: float) -> float:
     if len(y) == 0:
         return float("nan")
     return int((distances(outputs, y) <= tol).sum()) / len(y)
+
+
+# ---------------------------------------------------------------- gaze
+
+def gaze_vectors(pitch_yaw: torch.Tensor) -> torch.Tensor:
+    """Unit 3-D gaze directions [N, 3] from (pitch, yaw) in degrees [N, 2].
+
+    MPIIGaze's convention (Zhang et al., CVPR 2015), in camera coordinates with x
+    to the right, y down and z into the scene:
+    g = (−cos p · sin y, −sin p, −cos p · cos y). Pitch 0, yaw 0 looks straight
+    into the camera; positive pitch looks up, positive yaw towards the image's left.
+    """
+    radians = torch.deg2rad(pitch_yaw.double())
+    pitch, yaw = radians[:, 0], radians[:, 1]
+    return torch.stack((-pitch.cos() * yaw.sin(), -pitch.sin(), -pitch.cos() * yaw.cos()), 1)
+
+
+def angular_errors(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample angle in degrees between the gaze directions of `pred` and `y`,
+    both (pitch, yaw) in degrees [N, 2]."""
+    a, b = gaze_vectors(pred), gaze_vectors(y)
+    # atan2(|a×b|, a·b) stays accurate for tiny angles, where arccos of a dot product does not
+    sine = torch.linalg.cross(a, b).norm(dim=1)
+    return torch.rad2deg(torch.atan2(sine, (a * b).sum(1))).float()
+
+
+def angular_error(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean angular error in degrees between predicted and true gaze (pitch, yaw
+    in degrees): the figure gaze papers report (5° is DRMGuard's tolerance)."""
+    if len(y) == 0:
+        return float("nan")
+    return angular_errors(pred, y).mean().item()
 
 
 # ---------------------------------------------------------------- detection

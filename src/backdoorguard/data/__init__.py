@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from .. import registry
 from ..core.types import Splits
-from . import digits, options  # noqa: F401  (registers)
+from . import digits, files, mnist, options, rotation, synthgaze, ucr  # noqa: F401  (registers)
 
 __all__ = ["load_dataset", "recipe"]
 
@@ -26,7 +26,16 @@ def load_dataset(name: str) -> Splits:
     return _load(name)
 
 
+# The model for data whose entry cannot name one in advance (npz: may hold images,
+# series or table rows).
+DEFAULT_MODELS = {"image": "cnn-small", "series": "resnet1d", "tabular": "mlp"}
+
+
 def recipe(name: str) -> dict:
-    """The data set's recommended model and training settings."""
+    """The data set's recommended model and training settings:
+    `{"model": name, "model_args": {...} (optional), "train": {TrainConfig fields}}`."""
     entry = registry.get("dataset", name)
-    return dict(entry.extra.get("recipe", {}))
+    settings = dict(entry.extra.get("recipe", {}))
+    if "model" not in settings:
+        settings["model"] = DEFAULT_MODELS[load_dataset(name).task.modality]
+    return settings

@@ -13,7 +13,7 @@ TEST_FRACTION = 0.2
 
 @register("dataset", "digits", "scikit-learn's 8×8 handwritten digits, 10 classes",
           tasks=("classification",), modalities=("image",),
-          shape=(1, 8, 8), size=1797, units="class",
+          shape=(1, 8, 8), size=1797, units="class", source="sklearn.datasets.load_digits",
           recipe={"model": "cnn-small",
                   "train": {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 2e-3}})
 def load_digits() -> Splits:

@@ -1,0 +1,145 @@
+"""Attack bars: every attack against every default data set it applies to.
+
+For each data set, a clean model and one backdoored model per attack are trained
+with the data set's recipe (default model and settings), seed 0, and measured on
+the clean and triggered test set. Results are cached in the JSON file, so an
+interrupted run resumes; `--fresh` starts over.
+
+    python benchmarks/attacks.py [--datasets digits mnist5k ...] [--threads 1]
+
+writes docs/results/attacks.json and docs/attacks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from backdoorguard.config import AttackConfig, TrainRun
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.data import load_dataset
+from backdoorguard.pipeline import resolve, train_run
+
+RESULTS = Path("docs/results/attacks.json")
+PAGE = Path("docs/attacks.md")
+
+IMAGE_ATTACKS = ["badnets", "blended", "wanet", "sig", "input-aware"]
+SERIES_ATTACKS = ["badnets", "blended", "powerline", "wanet", "sig"]
+# Settings tuned where the defaults miss a bar; each deviation is listed in docs/attacks.md.
+PARAMS: dict[tuple[str, str], dict] = {}
+SETTINGS = {
+    "digits": IMAGE_ATTACKS, "mnist5k": IMAGE_ATTACKS,
+    "ucr:GunPoint": SERIES_ATTACKS, "ucr:BasicMotions": SERIES_ATTACKS,
+    "synthgaze": ["badnets", "blended", "wanet", "sig", "input-aware"],
+    "rotation": ["badnets", "blended", "wanet", "sig", "input-aware"],
+}
+RATE = 0.1
+
+
+def sig_rate(dataset: str, target) -> float:
+    """SIG poisons target-class samples only: all of them (its "needed share")."""
+    data = load_dataset(dataset)
+    if data.task.is_classification:
+        return float((data.train.y == target).float().mean()) - 1e-6
+    from backdoorguard.attacks import create_attack
+    from backdoorguard.core.metrics import distances
+
+    attack = create_attack("sig", data.task, target=target)
+    near = distances(data.train.y, attack.target(data.train.y)) <= data.task.tol
+    return float(near.float().mean()) - 1e-6
+
+
+def run_cell(dataset: str, attack: str | None, runtime: Runtime) -> dict:
+    target = 0 if load_dataset(dataset).task.is_classification else None
+    config = None
+    if attack is not None:
+        rate = sig_rate(dataset, target) if attack == "sig" else RATE
+        config = AttackConfig(name=attack, poison_rate=rate, target=target,
+                              params=PARAMS.get((dataset, attack), {}))
+    run = TrainRun(dataset=dataset, attack=config)
+    start = time.perf_counter()
+    result = train_run(run, runtime, resolve(run))
+    return {"dataset": dataset, "attack": attack, "model": result.resolved.model_name,
+            "spec": result.attack.spec() if result.attack else None,
+            "poison_rate": config.poison_rate if config else 0.0,
+            "metrics": result.metrics.to_dict(), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def verdict(row: dict, clean: dict) -> tuple[str, str, bool]:
+    """(clean-metric change, attack metric, passes the bar)."""
+    m, c = row["metrics"], clean["metrics"]
+    if m["kind"] == "classification":
+        drop = c["clean_acc"] - m["clean_acc"]
+        ok = m["asr"] >= 0.90 and drop <= 0.02
+        return f"{m['clean_acc']:.3f} ({-drop:+.3f})", f"ASR {m['asr']:.3f}", ok
+    rise = m["clean_mae"] / c["clean_mae"] - 1
+    ok = m["asr_at_tol"] >= 0.80 and rise <= 0.10
+    return (f"MAE {m['clean_mae']:.2f} ({rise:+.0%})",
+            f"asr@{m['tol']:g} {m['asr_at_tol']:.3f}", ok)
+
+
+def write_page(results: dict) -> None:
+    lines = ["# Attacks: measured strength", "",
+             "Every attack against every default data set it applies to, with the data set's",
+             "recipe (default model and training settings), seed 0, one CPU thread. Poison rate",
+             f"{RATE:.0%}; SIG (clean-label) poisons every target-class training sample, which",
+             "is the share it needs. Bars: classification ASR ≥ 0.90 with clean accuracy within",
+             "2 points of clean training; regression asr_at_tol ≥ 0.80 with clean MAE within",
+             "10 % of clean training.", "",
+             "Reproduce: `python benchmarks/attacks.py` (resumes from `docs/results/attacks.json`;",
+             "`--fresh` retrains everything).", ""]
+    for dataset in SETTINGS:
+        rows = {k: v for k, v in results.items() if v["dataset"] == dataset}
+        clean = rows.get(f"{dataset}|none")
+        if clean is None:
+            continue
+        m = clean["metrics"]
+        base = (f"clean_acc {m['clean_acc']:.3f}" if m["kind"] == "classification"
+                else f"clean_mae {m['clean_mae']:.2f}")
+        lines += [f"## {dataset} ({clean['model']}; clean model: {base}, "
+                  f"{clean['seconds']:.0f} s to train)", "",
+                  "| attack | poison rate | clean metric (change) | attack metric | bar | train s | parameters |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for key, row in rows.items():
+            if row["attack"] is None:
+                continue
+            clean_text, attack_text, ok = verdict(row, clean)
+            params = json.dumps(row["spec"]["params"], sort_keys=True) if row["spec"] else ""
+            lines.append(f"| {row['attack']} | {row['poison_rate']:.3f} | {clean_text} | "
+                         f"{attack_text} | {'pass' if ok else '**miss**'} | {row['seconds']:.0f} | "
+                         f"`{params}` |")
+        lines.append("")
+    notes = Path("docs/attacks-notes.md")
+    if notes.exists():
+        lines += [notes.read_text()]
+    PAGE.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Attack bars")
+    parser.add_argument("--datasets", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--attacks", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
+    results = {} if args.fresh or not RESULTS.exists() else json.loads(RESULTS.read_text())
+    for dataset in args.datasets:
+        for attack in [None] + [a for a in SETTINGS[dataset] if not args.attacks or a in args.attacks]:
+            key = f"{dataset}|{attack or 'none'}"
+            if key in results:
+                continue
+            results[key] = run_cell(dataset, attack, runtime)
+            print(key, results[key]["metrics"], results[key]["seconds"], flush=True)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    write_page(results)
+
+
+if __name__ == "__main__":
+    main()
