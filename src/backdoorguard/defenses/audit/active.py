@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -75,6 +75,13 @@ def schedule(initial: int, checkpoints: Sequence[int], growth: float) -> list[in
     return sorted(set(e for e in ends if e > initial))
 
 
+def mark_labelled(queried_u: torch.Tensor, pool_u: torch.Tensor, used: torch.Tensor) -> None:
+    """Mark as used the pool inputs the search labelled (its seeds drawn from the pool)."""
+    for start in range(0, len(queried_u), 256):
+        nearest = torch.cdist(queried_u[start:start + 256], pool_u).min(dim=1)
+        used[nearest.indices[nearest.values < 1e-5]] = True
+
+
 @dataclass
 class ActiveLearning:
     """Active learning of a regression surrogate from an oracle (see module doc).
@@ -89,6 +96,7 @@ class ActiveLearning:
     growth: float = 1.5
     search_share: float = 0.4
     around: int = 3
+    explore: float = 0.0
     steps: int = 3000
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=1, batch_size=64, optimizer="adam", lr=2e-3))
@@ -114,24 +122,37 @@ class ActiveLearning:
         generator = torch.Generator().manual_seed(runtime.seed)
         first = torch.randperm(len(pool), generator=generator)[:self.initial]
         labelled = ArrayDataset(pool[first], oracle(pool[first]).to(torch.float32), task)
-        pool_data = ArrayDataset(pool, torch.zeros(len(pool), task.num_outputs), task)
         box = Box(oracle)
         pool_u = box.unit(pool)
         used = torch.zeros(len(pool), dtype=torch.bool)
         used[first] = True
         curve = Curve()
         model = self.fit_model(factory, labelled, runtime)
-        for end in schedule(self.initial, checkpoints, self.growth):
+        for number, end in enumerate(schedule(self.initial, checkpoints, self.growth)):
             round_calls = end - oracle.calls
             search = ErrorMaximizers(budget=max(1, int(self.search_share * round_calls)),
                                      **self.search)
-            search.audit(model, pool_data, oracle, runtime=runtime)
+            # The search draws its seeds from the unlabelled pool, with a seed of its
+            # own each round: with the run's seed every round it drew the same
+            # points again, and duplicate labels teach nothing.
+            free = torch.nonzero(~used).flatten()
+            unlabelled = ArrayDataset(pool[free], torch.zeros(len(free), task.num_outputs), task)
+            search.audit(model, unlabelled, oracle,
+                         runtime=replace(runtime, seed=runtime.seed * 1009 + number + 1))
             queries = search.queries_
+            mark_labelled(box.unit(queries.x), pool_u, used)
             x, z = [queries.x], [queries.z]
             remaining = end - oracle.calls
-            if remaining > 0:
-                around = self._around(queries, box, pool_u, used, remaining)
+            explore = min(remaining, int(self.explore * round_calls))
+            if remaining - explore > 0:
+                around = self._around(queries, box, pool_u, used, remaining - explore)
                 x.append(pool[around])
+                z.append(oracle(x[-1]))
+            if explore > 0:
+                free = torch.nonzero(~used).flatten()
+                picked = free[torch.randperm(len(free), generator=generator)[:explore]]
+                used[picked] = True
+                x.append(pool[picked])
                 z.append(oracle(x[-1]))
             labelled = ArrayDataset(torch.cat([labelled.x, *x]),
                                     torch.cat([labelled.y, *z]).to(torch.float32), task)
