@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .attacks import Attack, create_attack
@@ -199,10 +200,18 @@ def load_checkpoint_or_user_model(directory: str | Path | None = None, *,
 
 def clean_subset(data: Splits, fraction: float = 0.05, seed: int = 0) -> ArrayDataset:
     """The defender's clean data: a seeded, stratified `fraction` of the clean
-    training split (5 % by default, as post-training defenses assume)."""
+    training split (5 % by default, as post-training defenses assume).
+
+    For classification the defender holds at least one sample of every class: 5 %
+    of BasicMotions (40 series, 10 per class) would otherwise be no data at all."""
     if not 0.0 < fraction < 1.0:
         raise BadInput(f"clean fraction {fraction} must lie strictly between 0 and 1")
-    subset, _ = data.train.split(fraction, seed=seed)
+    train = data.train
+    if train.task.is_classification and len(train):
+        smallest = int(torch.bincount(train.y)[torch.unique(train.y)].min())
+        # a class of n samples gets round(fraction · n) of them; at least one
+        fraction = min(max(fraction, 0.51 / smallest), 0.99)
+    subset, _ = train.split(fraction, seed=seed)
     return subset
 
 

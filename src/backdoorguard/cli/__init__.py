@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 
 
 # Each module below adds its commands to `app`.
-from . import audit, basic, bench, preview  # noqa: E402,F401
+from . import audit, basic, bench, preview, purify  # noqa: E402,F401
 
 # ---------------------------------------------------------------- entry point
 

@@ -1,0 +1,150 @@
+"""Purification bars: every purifier against every backdoored model of the issue's grid.
+
+For each setting (data set × model × attack) one backdoored model is trained
+with the data set's recipe, seed 0, and cached in `.cache/purification/`. Every
+purification defense registered (ft, fp, nad, d3, sms, and any other) then
+purifies it with 5 % clean data (`pipeline.clean_subset`) through `purify_step`,
+with its defaults: no per-cell tuning. Results go to a JSON file, one entry per
+model and per cell, written after each finishes, so an interrupted run resumes.
+
+    python benchmarks/purification.py [--only GLOB ...] [--methods ft d3 ...]
+                                      [--threads 1] [--models-only] [--page-only]
+
+writes docs/results/purification.json and docs/purification.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from backdoorguard.config import AttackConfig, TrainRun
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.data import load_dataset
+from backdoorguard.pipeline import resolve, train_run, write_train_result
+
+RESULTS = Path("docs/results/purification.json")
+PAGE = Path("docs/purification.md")
+CACHE = Path(".cache/purification")
+METHODS = ["ft", "fp", "nad", "d3", "sms"]
+RATE = 0.1
+CLEAN_FRACTION = 0.05
+RESNET16 = ("preact-resnet18", {"width": 16})
+
+# (name, data set, (model, args), attacks, attack parameters); cheap settings first.
+SETTINGS = [
+    ("GunPoint", "ucr:GunPoint", ("resnet1d", {}), ["badnets", "blended", "powerline"], {}),
+    ("BasicMotions", "ucr:BasicMotions", ("resnet1d", {}), ["badnets", "blended", "powerline"],
+     {}),
+    # ALGORITHMS.md's small setting: a small CNN, a 3×3 white patch bottom-right, target 1
+    ("mnist5k-small", "mnist5k", ("cnn-small", {}), ["badnets"],
+     {"badnets": {"pattern": "white", "size": 3}}),
+    ("mnist5k", "mnist5k", RESNET16, ["badnets", "blended", "wanet", "sig", "input-aware"], {}),
+    ("synthgaze", "synthgaze", RESNET16, ["badnets", "wanet"], {}),
+]
+TARGETS = {"mnist5k-small": 1}
+
+
+def sig_rate(dataset: str, target: int) -> float:
+    """Clean-label SIG poisons every target-class training sample."""
+    return float((load_dataset(dataset).train.y == target).float().mean()) - 1e-6
+
+
+def model_key(setting: str, attack: str) -> str:
+    return f"{setting}|{attack}"
+
+
+def train_model(setting: tuple, attack: str, runtime: Runtime) -> dict:
+    """Train and cache one backdoored model; its record (metrics, training time)."""
+    name, dataset, (model, args), _, params = setting
+    classification = load_dataset(dataset).task.is_classification
+    target = TARGETS.get(name, 0) if classification else None
+    rate = sig_rate(dataset, target) if attack == "sig" and classification else RATE
+    config = AttackConfig(name=attack, poison_rate=rate, target=target,
+                          params=params.get(attack, {}))
+    run = TrainRun(dataset=dataset, model=model, model_args=args, attack=config)
+    result = train_run(run, runtime, resolve(run))
+    folder = CACHE / name / attack
+    write_train_result(result, folder, overwrite=True)
+    return {"setting": name, "dataset": dataset, "model": model, "model_args": args,
+            "attack": attack, "spec": result.attack.spec(), "poison_rate": rate,
+            "metrics": result.metrics.to_dict(), "train_seconds": round(result.history.seconds, 2),
+            "folder": str(folder)}
+
+
+def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
+    """Purify the cached model with `method` and its defaults."""
+    from backdoorguard.core.checkpoint import load_model
+    from backdoorguard.defenses.purification.run import attack_of, purify_step
+
+    folder = Path(record["folder"])
+    model, card = load_model(folder)
+    data = load_dataset(record["dataset"])
+    attack = attack_of(card, data.task, folder)
+    out = CACHE / "purified" / record["setting"] / record["attack"] / method
+    start = time.perf_counter()
+    summary = purify_step(model, data, attack, out, method=method, runtime=runtime,
+                          clean_fraction=CLEAN_FRACTION)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    return summary
+
+
+def save(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Purification bars")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="cell filter: globs over SETTING|ATTACK (e.g. 'GunPoint|*')")
+    parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models-only", action="store_true")
+    parser.add_argument("--page-only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}, "cells": {}}
+    if not args.page_only:
+        methods = [] if args.models_only else args.methods or purification_methods()
+        for setting in SETTINGS:
+            for attack in setting[3]:
+                key = model_key(setting[0], attack)
+                if args.only and not any(fnmatch.fnmatch(key, g) for g in args.only):
+                    continue
+                if key not in results["models"] or not Path(results["models"][key]["folder"],
+                                                            "model.json").exists():
+                    results["models"][key] = train_model(setting, attack, runtime)
+                    print("trained", key, results["models"][key]["metrics"],
+                          results["models"][key]["train_seconds"], flush=True)
+                    save(results)
+                if args.models_only:
+                    continue
+                for method in methods:
+                    cell = f"{key}|{method}"
+                    if cell in results["cells"]:
+                        continue
+                    results["cells"][cell] = run_cell(results["models"][key], method, runtime)
+                    after = results["cells"][cell]["after"]
+                    print(cell, after, results["cells"][cell]["wall_seconds"], flush=True)
+                    save(results)
+    from backdoorguard.defenses.purification.report import write_page
+
+    write_page(results, PAGE)
+
+
+def purification_methods() -> list[str]:
+    from backdoorguard import defenses, registry  # noqa: F401  (registers)
+
+    names = [e.name for e in registry.entries("defense") if e.extra.get("family") == "purification"]
+    return [m for m in METHODS if m in names] + [m for m in names if m not in METHODS]
+
+
+if __name__ == "__main__":
+    main()
