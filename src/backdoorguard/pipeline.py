@@ -19,6 +19,7 @@ from .core.runtime import Runtime
 from .core.training import History, fit
 from .core.types import ArrayDataset, PoisonedDataset, Splits, TaskSpec
 from .data import load_dataset, recipe
+from .defenses.base import Trained
 from .errors import BadInput
 from .models import create_model
 
@@ -78,6 +79,7 @@ class TrainResult:
     attack: Attack | None
     train_data: ArrayDataset | PoisonedDataset
     runtime: Runtime
+    trained: Trained | None = None
 
     @property
     def task(self) -> TaskSpec:
@@ -91,10 +93,14 @@ class TrainResult:
             poison_index = getattr(self.train_data, "poison_index", None)
             attack = {**self.attack.spec(), "poison_rate": run.attack.poison_rate,
                       "poisoned": None if poison_index is None else int(len(poison_index))}
+        defense = None if self.trained is None else {
+            "name": run.defense, "params": run.defense_args,
+            "isolated": len(self.trained.isolated)}
         return {
             "dataset": run.dataset,
             "model": {"name": self.resolved.model_name, "args": self.resolved.model_args},
             "attack": attack,
+            "defense": defense,
             "seed": self.runtime.seed,
             "train": self.resolved.train.model_dump(),
             "metrics": self.metrics.to_dict(),
@@ -114,16 +120,66 @@ def train_run(run: TrainRun, runtime: Runtime = Runtime(),
     runtime.apply()
     model = create_model(resolved.model_name, task, **resolved.model_args)
     train_data: ArrayDataset = resolved.data.train
+    trained = None
     if run.defense:
-        raise BadInput(f"training-time defense {run.defense!r} is not available yet")
-    if attack is not None:
+        trained, train_data = train_with_defense(run, resolved, model, attack, runtime)
+        history = History(trained.details.get("history", []), trained.cost.seconds,
+                          int(trained.cost.counters.get("steps", 0)),
+                          round(trained.cost.passes * len(train_data)))
+    elif attack is not None:
         history, train_data = attack.train_model(model, train_data, resolved.train,
                                                  run.attack.poison_rate, runtime)
     else:
         history = fit(model, train_data, resolved.train, runtime=runtime,
                       description=f"train {resolved.model_name} on {run.dataset}")
     metrics = evaluate(model, resolved.data.test, attack)
-    return TrainResult(model, resolved, metrics, history, attack, train_data, runtime)
+    return TrainResult(model, resolved, metrics, history, attack, train_data, runtime, trained)
+
+
+def train_with_defense(run: TrainRun, resolved: Resolved, model: nn.Module, attack: Attack | None,
+                       runtime: Runtime) -> tuple[Trained, ArrayDataset]:
+    """Train `model` with the run's training-time defense on the (poisoned) training
+    set. The defense trains with the run's settings unless its own parameters
+    carry `train`."""
+    from .defenses.base import create_defense
+
+    import inspect
+
+    from . import registry
+
+    params = dict(run.defense_args)
+    allowed = inspect.signature(registry.get("defense", run.defense).factory).parameters
+    for key in params:
+        if key not in allowed:
+            raise BadInput(f"defense {run.defense!r} has no parameter {key!r}; allowed: "
+                           f"{', '.join(allowed)}")
+    params.setdefault("train", resolved.train)
+    defense = create_defense(run.defense, "training", **params)
+    defense.check_task(resolved.data.task)
+    data = resolved.data.train
+    if attack is not None:
+        if type(attack).train_model is not Attack.train_model:
+            raise BadInput(f"attack {attack.name!r} learns its trigger while the model trains; "
+                           f"a training-time defense needs a fixed poisoned training set")
+        data = attack.poison(data, run.attack.poison_rate, seed=runtime.seed)
+    return defense.fit(model, data, runtime=runtime), data
+
+
+def isolation_record(result: TrainResult) -> dict[str, Any]:
+    """isolation.json: the samples the defense flagged (indices into the training
+    split) and, when the training set was poisoned here, their precision and
+    recall against the true poison."""
+    from .bench.cells import isolation
+
+    trained = result.trained
+    assert trained is not None
+    poison_index = getattr(result.train_data, "poison_index", None)
+    return {"method": trained.method, "params": result.resolved.run.defense_args,
+            "n_samples": len(result.train_data), "n_flagged": len(trained.isolated),
+            "poisoned": None if poison_index is None else int(len(poison_index)),
+            **isolation(trained.isolated, result.train_data),
+            "flagged": trained.isolated,
+            "details": {k: v for k, v in trained.to_dict()["details"].items() if k != "history"}}
 
 
 def write_train_files(result: TrainResult, directory: Path) -> None:
@@ -138,8 +194,12 @@ def write_train_files(result: TrainResult, directory: Path) -> None:
 
         save_file(result.attack.tensors(), str(directory / ATTACK_STATE))
         card["attack"] = {**card["attack"], "state": ATTACK_STATE}
+    if record["defense"] is not None:
+        card["training"]["defense"] = {k: record["defense"][k] for k in ("name", "params")}
     save_model(result.model, directory, result.task, card=card)
     write_json(directory / "metrics.json", record)
+    if result.trained is not None:
+        write_json(directory / "isolation.json", isolation_record(result))
 
 
 def write_train_result(result: TrainResult, out: str | Path, *, overwrite: bool = False) -> Path:

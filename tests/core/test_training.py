@@ -105,3 +105,28 @@ def test_evaluate_every_adds_metrics(digits, runtime):
     history = fit(model, digits.train, FAST, runtime=runtime, evaluate_every=1,
                   evaluate=lambda m: {"test_acc": evaluate(m, digits.test).clean_acc})
     assert all("test_acc" in record for record in history.epochs)
+
+
+def test_a_stop_set_after_a_step_ends_training_there(digits, runtime):
+    class StopAtThird(Hook):
+        steps = 0
+
+        def after_step(self, state, batch, step):
+            StopAtThird.steps += 1
+            state.stop = state.step == 3
+
+    history = fit(_model(digits.task), digits.train, FAST, hooks=[StopAtThird()], runtime=runtime)
+    assert StopAtThird.steps == 3 and history.steps == 3
+    assert len(history.epochs) == 1 and history.samples_seen == 3 * 64
+
+
+def test_a_stop_set_at_fit_start_trains_nothing(digits, runtime):
+    class StopAtOnce(Hook):
+        def on_fit_start(self, state):
+            state.stop = True
+
+    model = _model(digits.task)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    history = fit(model, digits.train, FAST, hooks=[StopAtOnce()], runtime=runtime)
+    assert history.steps == 0 and history.epochs == []
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -67,7 +67,8 @@ def train(
     target: Annotated[str | None, typer.Option(help="Target class, or comma-separated vector.")] = None,
     target_mode: Annotated[str | None, typer.Option(help="all-to-one or all-to-all.")] = None,
     attack_param: Annotated[list[str] | None, typer.Option(help="Attack parameter KEY=VALUE.")] = None,
-    defense: Annotated[str | None, typer.Option(help="Training-time defense.")] = None,
+    defense: Annotated[str | None, typer.Option(help="Training-time defense (abl, e2abl), or none.")] = None,
+    defense_param: Annotated[list[str] | None, typer.Option(help="Defense parameter KEY=VALUE.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
@@ -76,7 +77,8 @@ def train(
     seed: Seed = None, device: Device = None, threads: Threads = None, as_json: Json = False,
     config: ConfigFile = None,
 ) -> None:
-    """Train a model, optionally on data poisoned by an attack; write a checkpoint."""
+    """Train a model, optionally on data poisoned by an attack and with a training-time
+    defense (which also writes isolation.json: the samples it flagged); write a checkpoint."""
     from ..config import TrainRun, merge, validate
     from ..core.checkpoint import check_output
     from ..pipeline import resolve, train_run, write_train_result
@@ -90,7 +92,8 @@ def train(
     base = {k: v for k, v in file.items() if k not in RUNTIME_KEYS}
     flags: dict[str, Any] = {
         "dataset": dataset, "model": model, "model_args": key_values(model_arg, "--model-arg"),
-        "defense": defense,
+        "defense": None if defense == "none" else defense,
+        "defense_args": key_values(defense_param, "--defense-param"),
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer},
     }
     attack_flags = {"poison_rate": poison_rate, "target": parse_target(target), "mode": target_mode,
@@ -103,7 +106,12 @@ def train(
         if not isinstance(base.get("attack"), dict):
             raise BadInput("--poison-rate, --target and --attack-param need --attack")
         flags["attack"] = attack_flags
+    if defense == "none":
+        base.pop("defense", None)
+        base.pop("defense_args", None)
     run = validate(TrainRun, merge(base, flags), "train settings")
+    if run.defense_args and not run.defense:
+        raise BadInput("--defense-param needs --defense")
     resolved = resolve(run)
     result = train_run(run, runtime, resolved)
     write_train_result(result, out, overwrite=overwrite)

@@ -7,8 +7,10 @@ Methods plug in through small pieces instead of copying the loop:
   loss by default; ABL's flooded loss, D3's distance term, an unlearning ascent);
   its per-sample losses are kept in `state.sample_losses` for loss ranking.
 - `hooks`: callbacks at fit/epoch start and end and after every optimiser step
-  (D3 projects weights there; ABL isolates samples at an epoch end; a hook may
-  set `state.stop`).
+  (D3 projects weights there; ABL isolates samples at an epoch end). A hook may
+  set `state.stop`: it is honoured right after the step or epoch end that set it,
+  and a stop set in `on_fit_start` skips training (ABL's unlearning stops as soon
+  as the isolated samples are unlearnt, possibly before its first step).
 - `parameters`: which parameters train; the rest are frozen for the run.
 """
 
@@ -205,7 +207,7 @@ def fit(
             description, config.epochs * steps_per_epoch, runtime.show_progress) as advance:
         for hook in hooks:
             hook.on_fit_start(state)
-        for epoch in range(config.epochs):
+        for epoch in range(0 if state.stop else config.epochs):
             state.epoch = epoch
             model.train()
             for hook in hooks:
@@ -235,6 +237,8 @@ def fit(
                 for hook in hooks:
                     hook.after_step(state, batch, step)
                 advance()
+                if state.stop:
+                    break
             samples_seen += seen
             record: dict[str, Any] = {
                 "epoch": epoch + 1,

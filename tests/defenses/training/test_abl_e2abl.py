@@ -1,0 +1,138 @@
+"""ABL and E2ABL on digits poisoned by BadNets: isolation, backdoor removal,
+a plain exported model, reproducibility, parameter checks."""
+
+import pytest
+import torch
+
+from backdoorguard.attacks import create_attack
+from backdoorguard.bench.cells import isolation
+from backdoorguard.config import TrainConfig
+from backdoorguard.core.checkpoint import load_model, save_model
+from backdoorguard.core.metrics import evaluate
+from backdoorguard.core.training import fit
+from backdoorguard.core.types import TaskSpec
+from backdoorguard.defenses.base import create_defense
+from backdoorguard.defenses.training import ABL, E2ABL
+from backdoorguard.errors import BadInput
+from backdoorguard.models import create_model
+
+# 20 epochs: E2ABL ramps its suspect share over a third of the run, and its trap
+# needs several epochs to rank well (at 10 epochs the share froze with recall ~0.6).
+CONFIG = TrainConfig(epochs=20, batch_size=64, lr=2e-3)
+SHORT = CONFIG.model_copy(update={"epochs": 3})
+
+
+def _model(task, name="cnn-small", **args):
+    torch.manual_seed(0)
+    return create_model(name, task, **({"width": 16, "features": 32} if name == "cnn-small"
+                                       else {}) | args)
+
+
+@pytest.fixture(scope="module")
+def setting(digits):
+    attack = create_attack("badnets", digits.task, target=0)
+    return attack, attack.poison(digits.train, 0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def plain(digits, setting):
+    from backdoorguard.core.runtime import Runtime
+
+    attack, poisoned = setting
+    model = _model(digits.task)
+    fit(model, poisoned, CONFIG, runtime=Runtime(seed=0, device="cpu", threads=1, progress=False))
+    return evaluate(model, digits.test, attack)
+
+
+def test_plain_training_learns_the_backdoor(plain):
+    assert plain.asr > 0.95 and plain.clean_acc > 0.97
+
+
+def test_abl_isolates_mostly_poison_and_unlearns_it(digits, setting, runtime):
+    attack, poisoned = setting
+    trained = ABL(train=CONFIG).fit(_model(digits.task), poisoned, runtime=runtime)
+    assert len(trained.isolated) == round(0.01 * len(poisoned))
+    found = isolation(trained.isolated, poisoned)
+    assert found["precision"] >= 0.5, found        # poison rate 0.1: chance is 0.1
+    # the isolated poison no longer gets its (target) label
+    poison = [i for i in trained.isolated if i in set(poisoned.poison_index.tolist())]
+    predicted = trained.model(poisoned.x[poison]).argmax(1)
+    assert (predicted != 0).float().mean() >= 0.8
+    phases = [record["phase"] for record in trained.details["history"]]
+    assert phases[0] == "isolation" and phases[-1] == "unlearning"
+    assert phases.count("isolation") == 4 and phases.count("training") == 16
+    assert evaluate(trained.model, digits.test).clean_acc > 0.9
+
+
+def test_e2abl_removes_the_backdoor_at_plain_clean_accuracy(digits, setting, plain, runtime,
+                                                           tmp_path):
+    attack, poisoned = setting
+    trained = E2ABL(train=CONFIG).fit(_model(digits.task), poisoned, runtime=runtime)
+    metrics = evaluate(trained.model, digits.test, attack)
+    assert metrics.asr <= plain.asr - 0.5, (metrics.asr, plain.asr)
+    assert metrics.clean_acc >= plain.clean_acc - 0.02
+    found = isolation(trained.isolated, poisoned)
+    assert found["recall"] >= 0.8 and found["precision"] >= 0.3, found
+    assert trained.cost.passes == pytest.approx(20.0)
+    # inference uses the main head only: the model is a plain cnn-small, trap-free
+    assert not any(m._forward_hooks for m in trained.model.modules())
+    save_model(trained.model, tmp_path, digits.task)
+    loaded, _ = load_model(tmp_path)
+    reference = _model(digits.task)
+    assert set(loaded.state_dict()) == set(reference.state_dict())
+    assert not any("trap" in key for key in loaded.state_dict())
+    assert torch.equal(loaded(digits.test.x[:16]), trained.model.cpu()(digits.test.x[:16]))
+
+
+@pytest.mark.parametrize("method", ["abl", "e2abl"])
+def test_same_seed_gives_identical_weights(method, digits, setting, runtime):
+    _, poisoned = setting
+    runs = [create_defense(method, "training", train=SHORT, **(
+        {"isolation_epochs": 1, "rank_epochs": 1} if method == "abl" else {"ramp_epochs": 1}))
+        .fit(_model(digits.task), poisoned, runtime=runtime) for _ in range(2)]
+    assert runs[0].isolated == runs[1].isolated
+    for (name, a), b in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("name, shape, expected", [
+    ("resnet1d", (2, 40), "stages.0"), ("preact-resnet18", (1, 16, 16), "stages.0")])
+def test_trap_attaches_to_the_first_stage_of_each_family(name, shape, expected):
+    kind = "series" if len(shape) == 2 else "image"
+    task = TaskSpec("classification", kind, shape, 3)
+    model = create_model(name, task, **({"width": 4} if name != "resnet1d" else {"width": 4}))
+    stage = E2ABL().attachment(model)
+    assert stage is dict(model.named_modules())[expected]
+    with pytest.raises(BadInput, match="trap_stage 9 is out of range"):
+        E2ABL(trap_stage=9).attachment(model)
+
+
+def test_a_model_without_stages_is_refused(digits, setting, runtime):
+    _, poisoned = setting
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(BadInput, match="needs a model with `stages`"):
+        E2ABL(train=SHORT).fit(model, poisoned, runtime=runtime)
+
+
+@pytest.mark.parametrize("method, params, message", [
+    ("abl", {"isolation_share": 0.0}, "isolation_share 0.0 is out of range"),
+    ("abl", {"stop_acc": 1.5}, "stop_acc 1.5"),
+    ("abl", {"train": {"epochs": -1}}, "epochs"),
+    ("abl", {"lr": 0.1}, "bad parameters"),
+    ("e2abl", {"trap_pooling": "median"}, "trap_pooling 'median'"),
+    ("e2abl", {"poison_rate_guess": 0.6}, "poison_rate_guess 0.6"),
+    ("e2abl", {"relabel_confidence": 0.0}, "relabel_confidence 0.0"),
+    ("e2abl", {"trap_steps": 0}, "trap_steps 0"),
+])
+def test_bad_parameters_are_refused_up_front(method, params, message):
+    with pytest.raises(BadInput, match=message):
+        create_defense(method, "training", **params)
+
+
+def test_regression_is_refused(runtime):
+    from backdoorguard.core.types import ArrayDataset
+
+    task = TaskSpec("regression", "image", (1, 8, 8), 1, label_range=((0, 1),))
+    data = ArrayDataset(torch.zeros(4, 1, 8, 8), torch.zeros(4, 1), task)
+    with pytest.raises(BadInput):
+        ABL().fit(create_model("cnn-small", task, width=4), data, runtime=runtime)
