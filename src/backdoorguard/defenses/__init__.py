@@ -2,3 +2,4 @@
 training-time, post-training purification."""
 
 from . import audit  # noqa: F401,E402  (registers)
+from . import detection  # noqa: F401,E402  (registers)
