@@ -7,7 +7,8 @@ the threshold just above the most suspicious of them:
 
     threshold = max(s) + margin · (max(s) − min(s))      (margin 0.1 by default)
 
-with one clean model, the spread is replaced by |max(s)| (or 1 when that is 0).
+when all clean scores are equal (or there is one), the spread is replaced by
+|max(s)| (or 1 when that is 0), so the threshold always lies above them.
 So every known-clean model passes, and the margin keeps a re-scan of one of them
 (scores vary with the scan's seed) from landing right on the line. With many
 clean models, `quantile=q` instead takes their q-quantile (it accepts a share
@@ -70,7 +71,7 @@ def threshold_from(scores: Sequence[float], margin: float = 0.1,
     if margin < 0:
         raise BadInput(f"calibration margin {margin!r} must be ≥ 0")
     top = float(values.max())
-    spread = float(values.max() - values.min()) if values.size > 1 else (abs(top) or 1.0)
+    spread = float(values.max() - values.min()) or abs(top) or 1.0
     return top + margin * spread, f"max clean score + {margin:g} × spread"
 
 
