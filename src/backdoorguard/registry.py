@@ -55,6 +55,9 @@ class Entry:
 
 
 _entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+# One name may stand for methods of different families (DRMGuard detects and
+# mitigates): every entry with a `family` is also kept under (name, family).
+_by_family: dict[str, dict[tuple[str, str], Entry]] = {kind: {} for kind in KINDS}
 _loaded = False
 
 
@@ -67,16 +70,27 @@ def register(
     modalities: Iterable[str] = MODALITIES,
     **extra: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator that registers `factory` under `(kind, name)`."""
+    """Decorator that registers `factory` under `(kind, name)`.
+
+    A name may be registered again for another `family` (an `extra` key); `get`
+    without a family then returns the first registration.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown registry kind {kind!r}")
     tasks, modalities = tuple(tasks), tuple(modalities)
     assert set(tasks) <= set(TASKS) and set(modalities) <= set(MODALITIES)
 
     def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _entries[kind] and _entries[kind][name].factory is not factory:
-            raise ValueError(f"{kind} {name!r} is registered twice")
-        _entries[kind][name] = Entry(kind, name, factory, description, tasks, modalities, extra)
+        entry = Entry(kind, name, factory, description, tasks, modalities, extra)
+        family = extra.get("family")
+        existing = _entries[kind].get(name)
+        if existing is not None and existing.factory is not factory:
+            if family is None or (name, family) in _by_family[kind]:
+                raise ValueError(f"{kind} {name!r} is registered twice")
+        else:
+            _entries[kind][name] = entry
+        if family is not None:
+            _by_family[kind][(name, family)] = entry
         return factory
 
     return decorate
@@ -93,11 +107,13 @@ def _load_builtins() -> None:
 def entries(kind: str) -> list[Entry]:
     """All entries of one kind, sorted by name."""
     _load_builtins()
-    return sorted(_entries[kind].values(), key=lambda e: e.name)
+    every = {id(e): e for e in [*_entries[kind].values(), *_by_family[kind].values()]}
+    return sorted(every.values(), key=lambda e: (e.name, str(e.extra.get("family", ""))))
 
 
-def get(kind: str, name: str) -> Entry:
-    """The entry for `name`; `BadInput` listing the known names if there is none.
+def get(kind: str, name: str, family: str | None = None) -> Entry:
+    """The entry for `name` (of `family`, when given and registered so); `BadInput`
+    listing the known names if there is none.
 
     A name may carry a parameter after a colon (`ucr:GunPoint`, `npz:data.npz`);
     the entry is then the one registered as `ucr:` and the factory receives the
@@ -105,6 +121,8 @@ def get(kind: str, name: str) -> Entry:
     """
     _load_builtins()
     table = _entries[kind]
+    if family is not None and (name, family) in _by_family[kind]:
+        return _by_family[kind][(name, family)]
     if name in table:
         return table[name]
     prefix, sep, _ = name.partition(":")

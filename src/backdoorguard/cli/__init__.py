@@ -1,7 +1,7 @@
 """The `backdoorguard` command: parse, call the Python API, print.
 
-Exit status: 0 success, 2 bad input (one line on stderr, no traceback). `scan`
-will add 1 for "backdoor found". `--json` prints exactly one JSON object on
+Exit status: 0 success, 2 bad input (one line on stderr, no traceback); `scan`
+(and `audit`) exit 1 when they find something. `--json` prints exactly one JSON object on
 stdout and nothing else.
 """
 
@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 
 
 # Each module below adds its commands to `app`.
-from . import audit, basic, bench, preview, purify  # noqa: E402,F401
+from . import audit, basic, bench, preview, purify, scan  # noqa: E402,F401
 
 # ---------------------------------------------------------------- entry point
 

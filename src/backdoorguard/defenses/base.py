@@ -133,7 +133,7 @@ class Defense(ABC):
     family: ClassVar[str] = ""
 
     def check_task(self, task: TaskSpec) -> None:
-        registry.get("defense", self.name).check_supports(task)
+        registry.get("defense", self.name, self.family).check_supports(task)
 
 
 class Detector(Defense):
@@ -192,7 +192,7 @@ def register_defense(name: str, family: str, description: str, *,
 
 def create_defense(name: str, family: str | None = None, **params: Any) -> Defense:
     """Build a registered defense; `family` (if given) must match."""
-    entry = registry.get("defense", name)
+    entry = registry.get("defense", name, family)
     if family is not None and entry.extra.get("family") != family:
         known = ", ".join(e.name for e in registry.entries("defense")
                           if e.extra.get("family") == family)

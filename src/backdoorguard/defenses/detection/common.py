@@ -1,0 +1,213 @@
+"""Pieces the detectors share.
+
+- `check_model`: detectors read features and the head through the model
+  convention (`forward_features`, `head`), never through our own classes.
+- `TriggerGenerator`: the reversed trigger of DRMGuard and FeatureRE, an
+  input-to-input network in residual form.
+- `MaskTrigger`: Neural Cleanse's mask and pattern, x' = (1 - m) x + m p.
+- `Reversal` and `reverse`: the inspected model frozen in eval mode behind a
+  trainable trigger, trained through the one training loop (`core.training.fit`)
+  with a method's own objective and hooks.
+- `anomaly_index`: the MAD anomaly index of Neural Cleanse.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import TrainConfig
+from ...core.runtime import Runtime
+from ...core.training import Hook, History, Objective, fit
+from ...core.types import ArrayDataset, TaskSpec
+from ...errors import BadInput
+from ...models.base import has_convention
+
+EPS = 1e-8
+
+
+def check_model(model: nn.Module, method: str) -> None:
+    """`BadInput` unless `model` has `forward_features(x)` and a linear `head`."""
+    if not has_convention(model):
+        raise BadInput(f"{method} needs a model with forward_features(x) and a linear `head` "
+                       f"(the timm convention); {type(model).__name__} has "
+                       f"{'no forward_features' if not callable(getattr(model, 'forward_features', None)) else 'no nn.Linear head'}")
+
+
+def check_positive(name: str, value: float, *, integer: bool = False) -> None:
+    if integer and (not isinstance(value, int) or isinstance(value, bool)):
+        raise BadInput(f"{name} {value!r} must be a whole number")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 \
+            or not math.isfinite(value):
+        raise BadInput(f"{name} {value!r} must be a positive number")
+
+
+def limit(clean: ArrayDataset, max_samples: int, seed: int) -> ArrayDataset:
+    """At most `max_samples` of the clean set (a seeded choice): scans stay cheap."""
+    if len(clean) <= max_samples:
+        return clean
+    order = torch.randperm(len(clean), generator=torch.Generator().manual_seed(seed))
+    return clean.subset(order[:max_samples].sort().values)
+
+
+def straight_through_clip(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Clip in the forward pass, identity in the backward pass: a hard clip stops
+    gradients at saturated pixels and left generators stuck at constant images."""
+    return x + (x.clamp(low, high) - x).detach()
+
+
+def coordinate_channels(height: int, width: int) -> torch.Tensor:
+    """Two channels holding each pixel's row and column in [-1, 1]."""
+    rows = torch.linspace(-1, 1, height).view(height, 1).expand(height, width)
+    cols = torch.linspace(-1, 1, width).view(1, width).expand(height, width)
+    return torch.stack([rows, cols])
+
+
+class TriggerGenerator(nn.Module):
+    """x' = clip(x + Δ(x, coords) + b) on C×H×W images.
+
+    Δ is a small conv encoder–decoder fed the image and two coordinate channels,
+    so it can act at a fixed place; b is a free per-pixel bias map, so it can draw
+    a fixed pattern. Δ's last layer and b start at zero: the generator starts as
+    the identity. The clip is straight-through (see `straight_through_clip`).
+    """
+
+    def __init__(self, task: TaskSpec, width: int = 16):
+        super().__init__()
+        if len(task.input_shape) != 3:
+            raise BadInput(f"the trigger generator takes C×H×W images, not inputs of shape "
+                           f"{task.input_shape}")
+        channels, height, width_px = task.input_shape
+        self.low, self.high = task.input_range
+        self.register_buffer("coords", coordinate_channels(height, width_px))
+        self.encode = nn.Sequential(nn.Conv2d(channels + 2, width, 3, padding=1), nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
+        self.decode = nn.Conv2d(2 * width, channels, 3, padding=1)
+        nn.init.zeros_(self.decode.weight)
+        nn.init.zeros_(self.decode.bias)
+        self.bias = nn.Parameter(torch.zeros(task.input_shape))
+
+    def perturbation(self, x: torch.Tensor) -> torch.Tensor:
+        """Δ(x) + b before clipping, in the input's units."""
+        span = self.high - self.low
+        inputs = torch.cat([(x - self.low) / span, self.coords.expand(len(x), -1, -1, -1)], 1)
+        near = self.encode(inputs)
+        far = F.interpolate(self.down(near), size=x.shape[-2:], mode="nearest")
+        return span * (self.decode(torch.cat([near, far], 1)) + self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return straight_through_clip(x + self.perturbation(x), self.low, self.high)
+
+
+class MaskTrigger(nn.Module):
+    """Neural Cleanse's trigger: x' = (1 - m) x + m p, with m = sigmoid(mask
+    logits) shared over channels (1×H×W or 1×T) and p = sigmoid(pattern logits)
+    scaled to the input range."""
+
+    def __init__(self, task: TaskSpec, mask_init: float = 0.1):
+        super().__init__()
+        shape = task.input_shape
+        self.low, self.high = task.input_range
+        self.mask_logits = nn.Parameter(torch.full((1, *shape[1:]) if len(shape) > 1 else shape,
+                                                   math.log(mask_init / (1 - mask_init))))
+        self.pattern_logits = nn.Parameter(torch.zeros(shape))
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return torch.sigmoid(self.mask_logits)
+
+    @property
+    def pattern(self) -> torch.Tensor:
+        return self.low + (self.high - self.low) * torch.sigmoid(self.pattern_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.mask
+        return (1 - mask) * x + mask * self.pattern
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"mask": self.mask.detach().cpu(), "pattern": self.pattern.detach().cpu()}
+
+
+class Reversal(nn.Module):
+    """The inspected model behind a trainable trigger. `train()` only reaches the
+    trigger: the model stays in eval mode (its batch-norm statistics are never
+    updated) and `fit` trains only the parameters it is given."""
+
+    def __init__(self, model: nn.Module, trigger: nn.Module, extra: Sequence[nn.Parameter] = ()):
+        super().__init__()
+        self.model = model
+        self.trigger = trigger
+        self.extra = nn.ParameterList(extra)
+
+    def train(self, mode: bool = True) -> Reversal:
+        self.training = mode
+        self.trigger.train(mode)
+        self.model.eval()
+        return self
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [*self.trigger.parameters(), *self.extra]
+
+
+def reverse(reversal: Reversal, clean: ArrayDataset, objective: Objective, *, steps: int,
+            lr: float, batch_size: int, runtime: Runtime, hooks: Sequence[Hook] = (),
+            description: str = "reverse") -> History:
+    """Train the trigger (and any extra parameters) for about `steps` Adam steps
+    (rounded up to whole passes over `clean`) through `core.training.fit`."""
+    batches = clean.num_batches(batch_size)
+    config = TrainConfig(epochs=max(1, math.ceil(steps / batches)), batch_size=batch_size,
+                         optimizer="adam", lr=lr, schedule="none", amp=False)
+    quiet = replace(runtime, progress=False)
+    return fit(reversal, clean, config, objective=objective, hooks=hooks,
+               parameters=reversal.trainable(), runtime=quiet, description=description)
+
+
+@torch.no_grad()
+def apply_in_batches(trigger: nn.Module, x: torch.Tensor, device: torch.device,
+                     batch_size: int = 256) -> torch.Tensor:
+    """`trigger(x)` in eval mode, batch by batch, on the CPU."""
+    trigger.eval()
+    return torch.cat([trigger(x[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+def head_angles(features: torch.Tensor, head: nn.Linear) -> torch.Tensor:
+    """[B, d] angles (radians) between each feature vector and each head row."""
+    cosine = F.cosine_similarity(features.unsqueeze(1), head.weight.unsqueeze(0), dim=-1,
+                                 eps=EPS)
+    return torch.arccos(cosine.clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+@torch.no_grad()
+def clean_statistics(model: nn.Module, x: torch.Tensor, device: torch.device,
+                     batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Per-output variance of the outputs and of the feature–head angles on clean
+    inputs: the denominators that make DRMGuard's terms unit-free."""
+    model.eval()
+    features = torch.cat([model.forward_features(x[i:i + batch_size].to(device))
+                          for i in range(0, len(x), batch_size)])
+    outputs = model.head(features)
+    return {"output_var": outputs.var(0).clamp_min(EPS),
+            "angle_var": head_angles(features, model.head).var(0).clamp_min(EPS),
+            "output_mean": outputs.mean(0)}
+
+
+def anomaly_index(values: Sequence[float]) -> list[float]:
+    """How far below the median each value lies, in units of the consistency-
+    scaled median absolute deviation (1.4826·MAD), as Neural Cleanse ranks its
+    per-class mask norms. Small values (easy triggers) get large indices."""
+    tensor = torch.tensor(list(values), dtype=torch.float64)
+    median = tensor.median()
+    mad = 1.4826 * (tensor - median).abs().median()
+    return ((median - tensor) / mad.clamp_min(1e-12)).tolist()
+
+
+def effective_size(size: float, residual: float, bound: float) -> float:
+    """A trigger's size, inflated when it left more than `bound` of the clean output
+    variance: a small trigger that did not collapse the outputs is not evidence."""
+    return size * max(1.0, residual / bound)

@@ -1,0 +1,135 @@
+"""Detectors: Neural Cleanse separates a backdoored digits model from its clean
+twin; DRMGuard's terms are unit-free and its trigger stays in the input range;
+calibration clears every clean model; same seed, same score."""
+
+import pytest
+import torch
+
+from backdoorguard.core.checkpoint import load_model
+from backdoorguard.core.types import ArrayDataset, TaskSpec
+from backdoorguard.data import load_dataset
+from backdoorguard.defenses.base import Detection, Detector, Cost, create_defense
+from backdoorguard.defenses.detection import calibrate
+from backdoorguard.defenses.detection.common import TriggerGenerator, clean_statistics
+from backdoorguard.defenses.detection.drmguard import drmguard_terms
+from backdoorguard.errors import BadInput
+from backdoorguard.models import create_model
+from backdoorguard.pipeline import clean_subset
+
+REGRESSION = TaskSpec("regression", "image", (1, 8, 8), 2, input_range=(0.0, 1.0),
+                      label_range=((-10.0, 10.0), (-10.0, 10.0)))
+
+
+def regression_data(n=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=generator)
+    y = torch.stack([x[:, 0, :4].mean((1, 2)), x[:, 0, 4:].mean((1, 2))], 1) * 20 - 10
+    return ArrayDataset(x, y, REGRESSION)
+
+
+def tiny_regressor(seed=0):
+    torch.manual_seed(seed)
+    return create_model("cnn-small", REGRESSION, width=4, features=8).eval()
+
+
+def test_nc_flags_the_backdoored_digits_model_and_not_its_clean_twin(digits_pair, runtime):
+    clean = clean_subset(load_dataset("digits"), 0.05, seed=0)
+    detector = create_defense("nc", "detection", steps=150)
+    found = {name: detector.inspect(load_model(path)[0], clean, runtime=runtime)
+             for name, path in digits_pair.items()}
+    assert found["backdoored"].backdoored and found["backdoored"].target == 0
+    assert not found["clean"].backdoored
+    assert found["backdoored"].score > found["clean"].score
+
+
+def test_drmguard_terms_are_fractions_of_their_clean_values():
+    data, model = regression_data(), tiny_regressor()
+    stats = clean_statistics(model, data.x, torch.device("cpu"))
+    with torch.no_grad():
+        same = drmguard_terms(model, data.x, data.x, stats, span=1.0)
+        constant = drmguard_terms(model, data.x, torch.full_like(data.x, 0.5), stats, span=1.0)
+        # scaling the head's outputs (other label units) leaves the terms unchanged
+        model.head.weight.mul_(10.0)
+        model.head.bias.mul_(10.0)
+        scaled = drmguard_terms(model, data.x, data.x, clean_statistics(
+            model, data.x, torch.device("cpu")), span=1.0)
+    assert same["collapse"].item() == pytest.approx(1.0, rel=1e-4)
+    assert same["angle"].item() == pytest.approx(1.0, rel=1e-4)
+    assert same["size"].item() == 0.0
+    assert constant["collapse"].item() < 1e-6
+    assert constant["size"].item() == pytest.approx((data.x - 0.5).abs().mean().item(), rel=1e-5)
+    assert scaled["collapse"].item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_generator_output_stays_in_the_input_range_and_gradients_pass_the_clip():
+    task = TaskSpec("regression", "image", (1, 8, 8), 2, input_range=(-1.0, 2.0))
+    generator = TriggerGenerator(task)
+    x = torch.rand(4, 1, 8, 8) * 3 - 1
+    assert torch.equal(generator(x), x)  # starts as the identity
+    with torch.no_grad():
+        generator.bias.fill_(5.0)
+    out = generator(x)
+    assert out.min() >= -1.0 and out.max() <= 2.0
+    assert torch.allclose(out, torch.full_like(out, 2.0))
+    out.sum().backward()
+    assert generator.bias.grad.abs().min() > 0  # straight-through: saturated pixels still learn
+
+
+def test_drmguard_same_seed_same_score_and_clear_errors(runtime):
+    data, model = regression_data(), tiny_regressor()
+    detector = create_defense("drmguard", "detection", steps=20, restarts=1, lambdas=[1.0])
+    first = detector.inspect(model, data, runtime=runtime)
+    second = detector.inspect(model, data, runtime=runtime)
+    assert first.score == second.score and first.evidence["runs"] == second.evidence["runs"]
+    assert first.trigger(data.x).min() >= 0.0 and first.trigger(data.x).max() <= 1.0
+    with pytest.raises(BadInput, match="forward_features"):
+        detector.inspect(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2)), data,
+                         runtime=runtime)
+    with pytest.raises(BadInput, match="regression"):
+        detector.inspect(model, load_dataset("digits").test, runtime=runtime)
+    with pytest.raises(BadInput, match="lr"):
+        create_defense("drmguard", "detection", lr=-1)
+
+
+class FixedScores(Detector):
+    """A stand-in detector whose score is read from the model (a calibration test
+    must not depend on a real scan's numbers)."""
+
+    name = "fixed"
+    threshold = 0.0
+
+    def inspect(self, model, clean, *, runtime=None):
+        score = float(model.score)
+        return Detection("fixed", score, self.threshold, score > self.threshold, None, {},
+                         Cost(0.0))
+
+
+def scored(value):
+    module = torch.nn.Module()
+    module.score = value
+    return module
+
+
+@pytest.mark.parametrize("scores", [[-0.05, -0.02, -0.04], [3.0], [0.0, 0.0]])
+def test_calibrate_sets_a_threshold_above_every_clean_score(scores, runtime):
+    detector = FixedScores()
+    models = {f"m{i}": scored(s) for i, s in enumerate(scores)}
+    result = calibrate(detector, models, clean=None, runtime=runtime)
+    assert result.threshold > max(scores) and detector.threshold == result.threshold
+    assert all(not detector.inspect(m, None).backdoored for m in models.values())
+    assert detector.inspect(scored(result.threshold + 1e-3), None).backdoored
+    quantile = calibrate(FixedScores(), models, None, runtime=runtime, quantile=0.5)
+    assert quantile.threshold <= result.threshold
+
+
+def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
+    data, model = regression_data(), tiny_regressor()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    purifier = create_defense("drmguard", "purification", epochs=2,
+                              detector={"steps": 10, "restarts": 1, "lambdas": [1.0]})
+    purified = purifier.purify(model, data, runtime=runtime)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(purified.model.head.weight, model.head.weight)
+    assert purified.changes["reversed_samples"] == len(data)
+    with pytest.raises(BadInput, match="detection defense, not audit"):
+        create_defense("drmguard", "audit")
