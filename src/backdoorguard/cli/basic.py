@@ -187,7 +187,8 @@ def demo(
     seed: Seed = None, device: Device = None, threads: Threads = None, as_json: Json = False,
     config: ConfigFile = None,
 ) -> None:
-    """The embedded default end to end: clean vs BadNets-backdoored model on digits."""
+    """The embedded default end to end: clean vs BadNets-backdoored model on digits,
+    both scanned, the backdoored one purified."""
     from ..demo import run_demo
 
     file = config_file(config)
@@ -199,6 +200,13 @@ def demo(
         out_console.print(metrics_table(summary["models"],
                                      f"{summary['model']} on {summary['dataset']}, "
                                      f"BadNets at {summary['poison_rate']:.0%} poisoning"))
+        for name, scan in summary["scan"].items():
+            verdict = "backdoor found" if scan["backdoored"] else "no backdoor found"
+            out_console.print(f"scan {name} model ({scan['method']}): {verdict} (score "
+                              f"{scan['score']:.2f}, threshold {scan['threshold']:.2f})")
+        purify = summary["purify"]
+        out_console.print(f"purify backdoored model ({purify['method']}, {purify['clean_size']} "
+                          f"clean samples, {purify['seconds']:.0f} s): DER {purify['der']:.3f}")
         out_console.print(f"wrote {out}/: " + ", ".join(summary["files"]))
 
     emit(as_json, summary, render)
