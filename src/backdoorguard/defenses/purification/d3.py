@@ -87,7 +87,8 @@ class D3(FineTuningPurifier):
     """Distance maximisation under a hinge-relaxed clean-loss constraint (see module doc)."""
 
     DEFAULT_TRAIN = TrainConfig(epochs=20, batch_size=256, optimizer="sgd", lr=0.01,
-                                momentum=0.9, weight_decay=0.0, schedule="cosine", amp=False)
+                                momentum=0.9, weight_decay=0.0, schedule="cosine",
+                                grad_clip=5.0, amp=False)
 
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
                  warm_start: str = "random", lam: float = 0.5, epsilon: float | None = None,
