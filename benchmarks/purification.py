@@ -95,8 +95,16 @@ def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
 
 
 def save(results: dict) -> None:
+    """Merge this run's entries into the file (other runs with other filters may
+    write it meanwhile) and replace it atomically."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    if RESULTS.exists():
+        stored = json.loads(RESULTS.read_text())
+        for part in ("models", "cells"):
+            results[part] = {**stored.get(part, {}), **results[part]}
+    partial = RESULTS.with_suffix(".partial")
+    partial.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    partial.replace(RESULTS)
 
 
 def main() -> None:
