@@ -178,6 +178,8 @@ class SMS(FineTuningPurifier):
         x_trig, y_target = self.probe_set(trigger, clean, runtime.seed)
         with torch.no_grad():
             found = self.scores(probed, skip_connections(probed), x_trig, y_target, clean.task)
+        # ties (no block lowers the probe's success at all) go to the first block;
+        # `probe_found` says whether the probe saw any effect
         critical = max(found["score"], key=found["score"].get)
         blocks = dict(skip_connections(model))
         blocks[critical].skip_scale.fill_(0.0)
@@ -187,6 +189,7 @@ class SMS(FineTuningPurifier):
         history = self.finetune(model, clean, runtime, parameters=parameters)
         histories.append(history)
         changes = {"probe": self.probe, "critical_block": critical, "skip_scale": 0.0,
+                   "probe_found": found["score"][critical] > 0,
                    "trained": stage, "trained_parameters": sum(p.numel() for p in parameters),
                    "probe_asr": found["asr"], "block_scores": found["score"],
                    "gammas": list(GAMMAS), "epochs": len(history.epochs)}
