@@ -10,7 +10,7 @@ buffer (`skip_scale`, 1 normally). SMS
 2. sets γ = 0 at the best-scoring (critical) block;
 3. fine-tunes the stage holding that block on the clean data with the rest of
    the model frozen (`fit(parameters=...)`): SGD lr 0.01, momentum 0.9, weight
-   decay 5e-4, batch 128, 10 epochs (at least `min_steps` steps).
+   decay 5e-4, batch 64 (paper 128), 10 epochs (at least `min_steps` steps).
 
 The probe **(ours: the defender does not know the trigger)**:
 - `surrogate` (default): train a surrogate of the same architecture from
