@@ -94,9 +94,22 @@ def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
     return summary
 
 
+def reload(results: dict) -> dict:
+    """This run's results with what other runs have stored since."""
+    if not RESULTS.exists():
+        return results
+    stored = json.loads(RESULTS.read_text())
+    return {part: {**stored.get(part, {}), **results[part]} for part in ("models", "cells")}
+
+
 def save(results: dict) -> None:
+    """Merge this run's entries into the file (other runs with other filters may
+    write it meanwhile) and replace it atomically."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    results = reload(results)
+    partial = RESULTS.with_suffix(".partial")
+    partial.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    partial.replace(RESULTS)
 
 
 def main() -> None:
@@ -118,6 +131,7 @@ def main() -> None:
                 key = model_key(setting[0], attack)
                 if args.only and not any(fnmatch.fnmatch(key, g) for g in args.only):
                     continue
+                results = reload(results)  # another run may have trained it meanwhile
                 if key not in results["models"] or not Path(results["models"][key]["folder"],
                                                             "model.json").exists():
                     results["models"][key] = train_model(setting, attack, runtime)
@@ -128,6 +142,7 @@ def main() -> None:
                     continue
                 for method in methods:
                     cell = f"{key}|{method}"
+                    results = reload(results)
                     if cell in results["cells"]:
                         continue
                     results["cells"][cell] = run_cell(results["models"][key], method, runtime)

@@ -9,8 +9,8 @@ import typer
 
 from ..errors import BadInput
 from . import app
-from .common import (ConfigFile, Device, Json, Overwrite, Seed, Threads, config_file, console,
-                     emit, key_values, runtime_from)
+from .common import (ConfigFile, Device, Json, Overwrite, Seed, Threads, checkpoint_and_data,
+                     config_file, console, emit, key_values, runtime_from)
 
 
 def _oracle(dataset: str, factory: str | None):
@@ -53,13 +53,11 @@ def audit_command(
     """Search the surrogate's largest errors against the oracle; flag those where
     training data are dense (exit 1 when a region is flagged, as scanners do)."""
     from .. import registry
-    from ..core.checkpoint import check_output, load_model
-    from ..core.types import TaskSpec
-    from ..data import load_dataset
+    from ..core.checkpoint import check_output
     from ..defenses.base import create_defense
     from ..defenses.audit.repair import Repair
     from ..defenses.audit.report import write_audit_report
-    from ..pipeline import check_same_task, training_set
+    from ..pipeline import training_set
 
     file = config_file(config)
     out = out or file.get("out")
@@ -70,12 +68,7 @@ def audit_command(
     settings = _settings(file, budget=budget, repair_mode=repair_mode,
                          repair_budget=repair_budget, repair_epochs=repair_epochs,
                          slice_grid=slice_grid)
-    model, card = load_model(directory)
-    dataset = dataset or file.get("dataset") or card.get("training", {}).get("dataset")
-    if dataset is None:
-        raise BadInput("--dataset is required: the model card does not name its data set")
-    data = load_dataset(dataset)
-    check_same_task(TaskSpec.from_dict(card["task"]), data, dataset)
+    model, card, dataset, data = checkpoint_and_data(directory, dataset or file.get("dataset"))
     params = {**file.get("params", {}), **(key_values(param, "--param") or {})}
     auditor = create_defense("error-maximizers", "audit", budget=settings["budget"], **params)
     repairer = Repair(mode=settings["repair_mode"], budget=settings["repair_budget"],

@@ -41,6 +41,23 @@ def load_cli_model(directory: Path | None, factory: str | None, weights: Path | 
                                          trust_pickle=trust_pickle, dataset=dataset)
 
 
+def checkpoint_and_data(directory: Path, dataset: str | None):
+    """(model, card, data set name, data) for commands that work on a checkpoint and a data set:
+    the data set defaults to the one in the card and must fit the model's task."""
+    from ..core.checkpoint import load_model
+    from ..core.types import TaskSpec
+    from ..data import load_dataset
+    from ..pipeline import check_same_task
+
+    model, card = load_model(directory)
+    dataset = dataset or card.get("training", {}).get("dataset")
+    if dataset is None:
+        raise BadInput("--dataset is required: the model card does not name its data set")
+    data = load_dataset(dataset)
+    check_same_task(TaskSpec.from_dict(card["task"]), data, dataset)
+    return model, card, dataset, data
+
+
 def runtime_from(file: dict[str, Any], seed: int | None, device: str | None, threads: int | None,
              as_json: bool):
     from ..core.runtime import Runtime, resolve_device

@@ -9,8 +9,8 @@ import typer
 
 from ..errors import BadInput
 from . import app
-from .common import (ConfigFile, Device, Json, Overwrite, Seed, Threads, config_file, console,
-                     emit, key_values, metrics_table, runtime_from)
+from .common import (ConfigFile, Device, Json, Overwrite, Seed, Threads, checkpoint_and_data,
+                     config_file, console, emit, key_values, metrics_table, runtime_from)
 
 
 @app.command()
@@ -32,11 +32,8 @@ def purify(
     """Purify a (possibly backdoored) model with the defender's clean data; writes the
     new checkpoint and purify.json (metrics before and after, DER, what changed, cost)."""
     from ..config import merge
-    from ..core.checkpoint import check_output, load_model
-    from ..core.types import TaskSpec
-    from ..data import load_dataset
+    from ..core.checkpoint import check_output
     from ..defenses.purification.run import attack_of, make_purifier, purify_step
-    from ..pipeline import check_same_task
 
     file = config_file(config)
     method = method or file.get("method")
@@ -49,12 +46,7 @@ def purify(
     make_purifier(method, params)  # unknown names and bad parameters fail before any work
     check_output(out, overwrite=overwrite)
     runtime = runtime_from(file, seed, device, threads, as_json)
-    model, card = load_model(directory)
-    dataset = dataset or file.get("dataset") or card.get("training", {}).get("dataset")
-    if dataset is None:
-        raise BadInput("--dataset is required: the model card does not name its data set")
-    data = load_dataset(dataset)
-    check_same_task(TaskSpec.from_dict(card["task"]), data, dataset)
+    model, card, dataset, data = checkpoint_and_data(directory, dataset or file.get("dataset"))
     attack = attack_of(card, data.task, directory)
     fraction = clean_fraction if clean_fraction is not None else file.get("clean_fraction", 0.05)
     summary = purify_step(model, data, attack, out, method=method, runtime=runtime,

@@ -157,3 +157,42 @@ def test_cli_purify_bad_input_exits_2_without_output(argv, message, backdoored, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def regression_series():
+    """resnet1d (width 8) with a BadNets backdoor on Covid3Month (regression series)."""
+    from backdoorguard.core.runtime import Runtime
+
+    runtime = Runtime(seed=0, device="cpu", threads=1, progress=False)
+    run = TrainRun(dataset="tser:Covid3Month", model="resnet1d", model_args={"width": 8},
+                   attack=AttackConfig(name="badnets", poison_rate=0.1), train={"epochs": 30})
+    result = train_run(run, runtime)
+    assert result.metrics.asr_at_tol > 0.5
+    return result
+
+
+@pytest.mark.parametrize("method", sorted(ASR_BOUND))
+def test_regression_series_purifiers_stay_finite_and_d3_removes_the_backdoor(
+        method, regression_series, runtime):
+    """With the papers' SGD at lr 0.01 and no gradient clipping, ft, fp and nad
+    turned this model's outputs to NaN or far off."""
+    data = regression_series.resolved.data
+    clean = clean_subset(data, 0.05, seed=0)
+    purified = create_defense(method, "purification").purify(regression_series.model, clean,
+                                                             runtime=runtime)
+    before = regression_series.metrics
+    after = evaluate(purified.model, data.test, regression_series.attack)
+    assert after.clean_mae < 2 * before.clean_mae
+    if method == "d3":
+        assert after.asr_at_tol <= 0.2
+
+
+def test_d3_regression_epsilon_is_twice_the_median_clean_loss(regression_series):
+    from backdoorguard.core.training import sample_losses
+
+    model = regression_series.model
+    clean = clean_subset(regression_series.resolved.data, 0.05, seed=0)
+    d3 = create_defense("d3", "purification")
+    assert d3.threshold(model, clean) == pytest.approx(
+        2 * float(sample_losses(model, clean).median()))

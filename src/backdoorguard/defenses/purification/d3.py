@@ -9,7 +9,7 @@ backdoored ones while the clean loss stays low, relaxed per batch to
 and after every optimiser step each selected W is projected back to its original
 norm ‖W₀‖_p (the `after_step` hook `ProjectNorm`), so distance cannot grow by
 scaling. Paper defaults: p = 2, λ = 0.5, ε = 0.1 (cross-entropy), SGD lr 0.01
-momentum 0.9 cosine, batch 256, all parameters trained, last epoch kept.
+momentum 0.9 cosine, batch 256 (ours: 64), all parameters trained, last epoch kept.
 
 Warm starts (the selected weights before training, then rescaled to ‖W₀‖):
 `random` (default; U(−0.5, 0.5)), `near`, `middle`, `far` (W₀ moved a quarter,
@@ -25,8 +25,9 @@ Gaussian noise of 0.1 × its standard deviation).
   elsewhere; measured in docs/purification-methods.md).
   Only weight tensors (≥ 2 dimensions) of the selected layers enter the distance.
 - BatchNorm statistics stay frozen (see `common`), unlike the paper.
-- Length: 20 epochs with at least `min_steps` steps (200 clean images are one
-  batch of 256: 20 epochs would be 20 steps).
+- Length and batch: batch 64, 20 epochs with at least `min_steps` steps (200
+  clean images are one batch of the paper's 256: 20 epochs would be 20 steps,
+  and 100 full-batch steps a third of the model's training time).
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ class ProjectNorm(Hook):
 class D3(FineTuningPurifier):
     """Distance maximisation under a hinge-relaxed clean-loss constraint (see module doc)."""
 
-    DEFAULT_TRAIN = TrainConfig(epochs=20, batch_size=256, optimizer="sgd", lr=0.01,
-                                momentum=0.9, weight_decay=0.0, schedule="cosine", amp=False)
+    DEFAULT_TRAIN = TrainConfig(epochs=20, batch_size=64, optimizer="sgd", lr=0.01,
+                                momentum=0.9, weight_decay=0.0, schedule="cosine",
+                                grad_clip=5.0, amp=False)
 
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
                  warm_start: str = "random", lam: float = 0.5, epsilon: float | None = None,

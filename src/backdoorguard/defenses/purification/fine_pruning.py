@@ -79,6 +79,7 @@ class FinePruning(FineTuningPurifier):
             raise BadInput(f"fp max_ratio {max_ratio} must lie strictly between 0 and 1")
         self.max_drop, self.max_ratio = max_drop, float(max_ratio)
 
+    @torch.no_grad()
     def prune_order(self, model: nn.Module, clean: ArrayDataset) -> tuple[torch.Tensor, int]:
         """(units by increasing mean clean activation, how many to prune)."""
         features = features_of(model, clean.x)
@@ -92,12 +93,11 @@ class FinePruning(FineTuningPurifier):
         limit = int(self.max_ratio * features.shape[1])
         mask = torch.ones(features.shape[1], device=features.device)
         count = 0
-        with torch.no_grad():
-            for k in range(limit):
-                mask[order[k]] = 0.0
-                if clean_score(head(features * mask), clean) < allowed:
-                    break
-                count = k + 1
+        for k in range(limit):
+            mask[order[k]] = 0.0
+            if clean_score(head(features * mask), clean) < allowed:
+                break
+            count = k + 1
         return order, count
 
     def purify(self, model: nn.Module, clean: ArrayDataset, *,

@@ -9,9 +9,9 @@ difference. β = 5000 for classification (the paper's CIFAR setting).
 
 **Ours:** regression uses the same attention term with the span-normalised
 squared error as the task loss (β unchanged: the attention term does not depend
-on the label scale). Gradients are clipped to norm 5: on small attention maps
-(4×4 on digits) β × the attention term's gradient threw SGD at lr 0.01 to NaN
-within three steps. The teacher trains for `teacher_epochs` (default 10) with at
+on the label scale). Gradients are clipped to norm 5 (as for every purifier
+here, `common`): on small attention maps (4×4 on digits) β × the attention
+term's gradient threw SGD at lr 0.01 to NaN within three steps. The teacher trains for `teacher_epochs` (default 10) with at
 least half of `min_steps`; the student as the other purifiers.
 """
 
@@ -45,8 +45,6 @@ def attention(stage_output: torch.Tensor, p: float = 2.0) -> torch.Tensor:
                   "teacher (baseline)")
 class NAD(FineTuningPurifier):
     """Distil the attention of a fine-tuned teacher into the student (see module doc)."""
-
-    DEFAULT_TRAIN = FineTuningPurifier.DEFAULT_TRAIN.model_copy(update={"grad_clip": 5.0})
 
     def __init__(self, *, beta: float = 5000.0, p: float = 2.0, teacher_epochs: int = 10,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 100,

@@ -10,7 +10,7 @@ buffer (`skip_scale`, 1 normally). SMS
 2. sets γ = 0 at the best-scoring (critical) block;
 3. fine-tunes the stage holding that block on the clean data with the rest of
    the model frozen (`fit(parameters=...)`): SGD lr 0.01, momentum 0.9, weight
-   decay 5e-4, batch 128, 10 epochs (at least `min_steps` steps).
+   decay 5e-4, batch 64 (paper 128), 10 epochs (at least `min_steps` steps).
 
 The probe **(ours: the defender does not know the trigger)**:
 - `surrogate` (default): train a surrogate of the same architecture from
@@ -178,6 +178,8 @@ class SMS(FineTuningPurifier):
         x_trig, y_target = self.probe_set(trigger, clean, runtime.seed)
         with torch.no_grad():
             found = self.scores(probed, skip_connections(probed), x_trig, y_target, clean.task)
+        # ties (no block lowers the probe's success at all) go to the first block;
+        # `probe_found` says whether the probe saw any effect
         critical = max(found["score"], key=found["score"].get)
         blocks = dict(skip_connections(model))
         blocks[critical].skip_scale.fill_(0.0)
@@ -187,6 +189,7 @@ class SMS(FineTuningPurifier):
         history = self.finetune(model, clean, runtime, parameters=parameters)
         histories.append(history)
         changes = {"probe": self.probe, "critical_block": critical, "skip_scale": 0.0,
+                   "probe_found": found["score"][critical] > 0,
                    "trained": stage, "trained_parameters": sum(p.numel() for p in parameters),
                    "probe_asr": found["asr"], "block_scores": found["score"],
                    "gammas": list(GAMMAS), "epochs": len(history.epochs)}
