@@ -5,15 +5,9 @@ import json
 
 import pytest
 
-from backdoorguard.cli import main
+from ...test_cli import run
 
 FAST = ["--epochs", "3", "--threads", "1", "--seed", "0", "--model-arg", "width=8"]
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_train_with_abl_writes_isolation_with_precision_and_recall(tmp_path, capsys):

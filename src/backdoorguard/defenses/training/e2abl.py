@@ -11,26 +11,37 @@ features learns it long before it learns the clean task. During the run:
 - The trap h2 reads the output of trunk stage `trap_stage` (0: the first stage
   of preact-resnet18, the first residual block of resnet1d, the first conv block
   of cnn-small), detached **(ours: stop-gradient, the trunk never sees h2's
-  loss)**, through a small conv block (conv 3, BN, ReLU), then a max-pooled and
-  an average-pooled linear head **(ours: max pooling caught BadNets, average
-  pooling Blended in our prototype, neither both; we train both)**. h2 has its
-  own Adam optimiser and takes `trap_steps` steps per batch on the batch's
-  features, with the flooded (LGA) loss of logit-adjusted cross-entropy
-  **(ours: without class balancing a weak head learns the label prior and flags
-  the over-represented target class)**.
-- Ranking: each sample's balanced h2 loss (raw logits, no prior), as recorded
-  during the epoch; per head a percentile rank, the sample's score is its
-  lowest rank over the heads. The `share` of samples with the lowest score are
-  the suspects. **(ours)** The share starts at `start_share` (1 %) after
-  `warmup_epochs` and ramps linearly over `ramp_epochs` to 2 × `poison_rate_guess`
-  (10 %): recall drives the attack success rate, and an overshoot cost no clean
-  accuracy in our prototype.
-- Cleansing with true-class recovery: a suspect whose main-head prediction
-  (recorded at its last step) is another class with confidence ≥
+  loss)**, pooled over space or time by a max and by an average, one linear head
+  each **(ours: max pooling caught BadNets, average pooling Blended in our
+  prototype, neither both; we train both)**. `trap_conv=True` puts a small conv
+  block (conv 3, BN, ReLU) before the pooling; off by default: on digits it let
+  the trap learn the clean task and its ranking fell apart (docs/e2abl.md). h2
+  has its own Adam optimiser and takes `trap_steps` steps per batch on the
+  batch's features, minimising the flooded (LGA) loss of logit-adjusted
+  cross-entropy **(ours: without class balancing a weak head learns the label
+  prior and flags the over-represented target class)**.
+- Ranking: each sample's balanced h2 loss (raw logits, no prior) as recorded
+  during the epoch (`rank_pass=True`: an extra eval-mode pass instead); per head
+  a percentile rank; a sample's score is its lowest rank over the heads,
+  averaged with its previous score (a running mean: single epochs swing). The
+  `share` of samples with the lowest score are the suspects. **(ours)** The
+  share starts at `start_share` (1 %) after `warmup_epochs` (1) and ramps
+  linearly over `ramp_epochs` (a third of the run) to 2 × `poison_rate_guess`
+  (10 %): recall drives the attack success rate, and an overshoot costs little
+  clean accuracy when suspects are relabelled or dropped.
+- When the share reaches its cap the suspects are frozen and the trap stops
+  training **(ours)**: unlearning changes the trunk's shallow features, after
+  which the trap's ranking collapsed (recall 0.8 → 0.4 on digits).
+- Cleansing with true-class recovery, every epoch: a suspect whose main-head
+  prediction (recorded at its last step) is another class with confidence ≥
   `relabel_confidence` **(ours: 0.99)** is trained with that class; any other
-  suspect is dropped from the main loss.
-- Unlearning: the `unlearn_share` (5 %) of samples with the lowest scores add a
-  capped gradient ascent on their given label to the main loss (cap 2 · ln K).
+  suspect is dropped from the main loss. With `recover_all` (default), once
+  the suspects are frozen any sample the main head confidently assigns to
+  another class joins them (a poison the trap missed).
+- Unlearning, from the freeze on: the `unlearn_share` (2 %) of samples with the
+  lowest scores add a capped gradient ascent on their given label to the main
+  loss (cap 2 · ln K). 5 % cost 4 clean points on digits (more clean samples
+  among them) for a similar ASR.
 
 Inference uses the main head only: the trap is not part of the returned model,
 whose state dict is the plain model's. Classification, images and series.

@@ -1,0 +1,215 @@
+"""Training-time defenses: plain training, ABL and E2ABL on poisoned data.
+
+Per cell (data set × attack, 10 % poisoning, target 0; SIG poisons every
+target-class sample, the share it needs) three models are trained one after the
+other in one process with the data set's recipe and seed 0: plain training on
+the poisoned set, ABL and E2ABL (their default parameters). Per data set one
+plain model on clean data gives the clean-accuracy reference of the bars.
+Results are cached in the JSON file (one entry per data set, attack and method),
+so an interrupted run resumes; `--fresh` starts over.
+
+    python benchmarks/training_defense.py [--cells digits 'ucr:GunPoint|badnets'] [--threads 1]
+
+A cell filter is a data set name, or `dataset|attack`. Writes
+docs/results/training_defense.json and docs/training-defense.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from backdoorguard.bench.cells import isolation
+from backdoorguard.config import AttackConfig, TrainRun
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.data import load_dataset
+from backdoorguard.pipeline import resolve, train_run
+
+RESULTS = Path("docs/results/training_defense.json")
+PAGE = Path("docs/training-defense.md")
+
+IMAGE_ATTACKS = ["badnets", "blended", "wanet", "sig"]
+SERIES_ATTACKS = ["badnets", "blended", "powerline", "wanet"]
+# cheap data sets first: the grid is run in this order
+GRID = {"digits": IMAGE_ATTACKS, "ucr:GunPoint": SERIES_ATTACKS,
+        "ucr:BasicMotions": SERIES_ATTACKS, "ucr:JapaneseVowels": SERIES_ATTACKS,
+        "mnist5k": IMAGE_ATTACKS}
+METHODS = ["plain", "abl", "e2abl"]
+RATE, TARGET = 0.1, 0
+SERIES_NAMES = {"badnets": "static", "wanet": "time-warp"}
+
+
+def attack_config(dataset: str, attack: str) -> AttackConfig:
+    rate = RATE
+    if attack == "sig":  # clean-label: every target-class sample
+        rate = float((load_dataset(dataset).train.y == TARGET).float().mean()) - 1e-6
+    return AttackConfig(name=attack, poison_rate=rate, target=TARGET)
+
+
+def run_one(dataset: str, attack: str | None, method: str, runtime: Runtime) -> dict:
+    config = attack_config(dataset, attack) if attack else None
+    run = TrainRun(dataset=dataset, attack=config, defense=None if method == "plain" else method)
+    start = time.perf_counter()
+    result = train_run(run, runtime, resolve(run))
+    row = {"dataset": dataset, "attack": attack, "method": method,
+           "model": result.resolved.model_name,
+           "poison_rate": config.poison_rate if config else 0.0,
+           "metrics": result.metrics.to_dict(),
+           "train_seconds": round(result.history.seconds, 2),
+           "passes": round(result.history.passes, 3),
+           "seconds": round(time.perf_counter() - start, 1)}
+    if result.trained is not None:
+        row["isolated"] = len(result.trained.isolated)
+        row.update(isolation(result.trained.isolated, result.train_data))
+        row["details"] = {k: v for k, v in result.trained.to_dict()["details"].items()
+                          if k not in ("history", "rounds")}
+    return row
+
+
+def chosen(dataset: str, attack: str | None, filters: list[str]) -> bool:
+    if not filters:
+        return True
+    return any(f == dataset or f == f"{dataset}|{attack or 'clean'}" for f in filters)
+
+
+# ---------------------------------------------------------------- the page
+
+def passes_bar(e2abl: dict, clean_acc: float | None) -> bool | None:
+    if clean_acc is None:
+        return None
+    m = e2abl["metrics"]
+    return m["asr"] <= 0.05 and m["clean_acc"] >= clean_acc - 0.02
+
+
+def cell_rows(results: dict) -> list[dict]:
+    rows = []
+    for dataset, attacks in GRID.items():
+        clean = results.get(f"{dataset}|clean|plain")
+        for attack in attacks:
+            runs = {m: results.get(f"{dataset}|{attack}|{m}") for m in METHODS}
+            if not all(runs.values()):
+                continue
+            rows.append({"dataset": dataset, "attack": attack, "runs": runs,
+                         "clean_acc": clean["metrics"]["clean_acc"] if clean else None})
+    return rows
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def write_page(results: dict) -> None:
+    rows = cell_rows(results)
+    lines = [
+        "# Training-time defenses: plain training, ABL, E2ABL", "",
+        "A poisoned training set (10 % poisoning, target class 0; SIG poisons every",
+        "target-class sample), the data set's recipe (model and training settings), seed 0,",
+        "one CPU thread. Per cell three models trained one after the other in one process:",
+        "plain training, ABL and E2ABL with their defaults (docs/abl.md, docs/e2abl.md).",
+        "*clean ref* is plain training on clean data. Precision and recall: of the samples",
+        "each method flagged (ABL: the 1 % it isolates; E2ABL: its final suspects, up to",
+        "2 × 10 % of the set by design, so its precision is at most about 0.5) against the",
+        "true poison. Cost: the method's training seconds over plain training's in the same",
+        "cell (side by side on a shared machine: read ratios, not seconds).", "",
+        "Bar (issue 6): E2ABL ASR ≤ 0.05 with clean accuracy ≥ clean ref − 0.02 on ≥ 80 % of",
+        "cells; E2ABL's mean ASR ≤ ABL's and mean clean accuracy ≥ ABL's; E2ABL cost ≤ 1.5×.",
+        "",
+        "Reproduce: `python benchmarks/training_defense.py --threads 1` (resumes from",
+        "`docs/results/training_defense.json`; `--cells digits 'ucr:GunPoint|badnets'` runs",
+        "a part of the grid).", ""]
+    if rows:
+        lines += ["| data set | attack | clean ref | plain acc / ASR | ABL acc / ASR | ABL prec / rec "
+                  "| E2ABL acc / ASR | E2ABL prec / rec | cost ABL | cost E2ABL | E2ABL bar |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    ratios = {"abl": [], "e2abl": []}
+    verdicts = []
+    for row in rows:
+        runs, ok = row["runs"], passes_bar(row["runs"]["e2abl"], row["clean_acc"])
+        verdicts.append(ok)
+        cells = []
+        for m in METHODS:
+            metrics = runs[m]["metrics"]
+            cells.append(f"{metrics['clean_acc']:.3f} / {metrics['asr']:.3f}")
+            if m != "plain":
+                cells.append(f"{fmt(runs[m].get('precision'), 2)} / {fmt(runs[m].get('recall'), 2)}")
+        for m in ("abl", "e2abl"):
+            ratios[m].append(runs[m]["train_seconds"] / max(runs["plain"]["train_seconds"], 1e-9))
+        series = load_dataset(row["dataset"]).task.modality == "series"
+        name = SERIES_NAMES.get(row["attack"], row["attack"]) if series else row["attack"]
+        verdict = "—" if ok is None else ("pass" if ok else "**miss**")
+        lines.append(f"| {row['dataset']} | {name} | {fmt(row['clean_acc'])} | " + " | ".join(cells)
+                     + f" | {ratios['abl'][-1]:.2f}× | {ratios['e2abl'][-1]:.2f}× | {verdict} |")
+    if rows:
+        means = {m: (statistics.mean(r["runs"][m]["metrics"]["clean_acc"] for r in rows),
+                     statistics.mean(r["runs"][m]["metrics"]["asr"] for r in rows)) for m in METHODS}
+        judged = [v for v in verdicts if v is not None]
+        lines += ["", f"## Summary over the {len(rows)} cells run", "",
+                  "| method | mean clean acc | mean ASR | median cost vs plain |",
+                  "| --- | --- | --- | --- |"]
+        for m in METHODS:
+            ratio = "1.00×" if m == "plain" else f"{statistics.median(ratios[m]):.2f}×"
+            lines.append(f"| {m} | {means[m][0]:.3f} | {means[m][1]:.3f} | {ratio} |")
+        share = sum(judged) / len(judged) if judged else 0.0
+        lines += ["", "Bars on these cells:", "",
+                  f"- E2ABL ASR ≤ 0.05 within 2 points of clean accuracy: {sum(judged)} of "
+                  f"{len(judged)} cells ({share:.0%}; bar ≥ 80 %): "
+                  f"{'pass' if share >= 0.8 else '**miss**'}.",
+                  f"- E2ABL mean ASR {means['e2abl'][1]:.3f} vs ABL {means['abl'][1]:.3f}: "
+                  f"{'pass' if means['e2abl'][1] <= means['abl'][1] else '**miss**'}; mean clean "
+                  f"accuracy {means['e2abl'][0]:.3f} vs ABL {means['abl'][0]:.3f}: "
+                  f"{'pass' if means['e2abl'][0] >= means['abl'][0] else '**miss**'}.",
+                  f"- E2ABL median cost {statistics.median(ratios['e2abl']):.2f}× plain (bar ≤ 1.5×): "
+                  f"{'pass' if statistics.median(ratios['e2abl']) <= 1.5 else '**miss**'}; "
+                  f"ABL {statistics.median(ratios['abl']):.2f}×."]
+    missing = [f"{d}|{a}" for d, attacks in GRID.items() for a in attacks
+               if not all(f"{d}|{a}|{m}" in results for m in METHODS)]
+    if missing:
+        lines += ["", f"Not run yet ({len(missing)} cells): " + ", ".join(f"`{c}`" for c in missing)
+                  + "."]
+    notes = Path("docs/training-defense-notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    PAGE.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Training-time defense grid")
+    parser.add_argument("--cells", nargs="*", default=[], help="data set or dataset|attack")
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--page-only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
+    results = {} if args.fresh or not RESULTS.exists() else json.loads(RESULTS.read_text())
+    if not args.page_only:
+        for dataset, attacks in GRID.items():
+            for attack in [None] + attacks:
+                if not chosen(dataset, attack, args.cells):
+                    continue
+                for method in (["plain"] if attack is None else args.methods):
+                    key = f"{dataset}|{attack or 'clean'}|{method}"
+                    if key in results:
+                        continue
+                    results[key] = run_one(dataset, attack, method, runtime)
+                    print(key, {k: results[key]["metrics"].get(k) for k in ("clean_acc", "asr")},
+                          results[key].get("precision"), results[key]["train_seconds"], flush=True)
+                    # re-read before writing: another process may be running other cells
+                    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+                    results = {**saved, **results}
+                    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                    partial = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+                    partial.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+                    os.replace(partial, RESULTS)
+    write_page(results)
+
+
+if __name__ == "__main__":
+    main()
