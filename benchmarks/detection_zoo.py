@@ -9,7 +9,7 @@ benchmarks/.cache/detection_zoo/ (gitignored) keyed by their run settings, and
 each scan's result beside them, so a re-run reuses both.
 
     python benchmarks/detection_zoo.py [--datasets synthgaze:2500 rotation] [--clean 4]
-        [--per-attack 1] [--calib 2] [--epochs 8] [--detectors drmguard nc featurere]
+        [--per-attack 2] [--calib 2] [--epochs 8] [--detectors drmguard nc featurere]
         [--ablations] [--threads 1]
 
 writes docs/results/detection_zoo.json, docs/results/detection_roc_<data>.png and
@@ -40,16 +40,19 @@ CACHE = Path("benchmarks/.cache/detection_zoo")
 RESULTS = Path("docs/results/detection_zoo.json")
 PAGE = Path("docs/detection.md")
 MARK_BEGIN, MARK_END = "<!-- zoo:begin -->", "<!-- zoo:end -->"
-ATTACKS = ["badnets", "blended", "wanet", "input-aware"]
+# Input-aware is left out: on synthgaze its training diverged (NaN, docs/attacks.md)
+# and it costs ~10× a plain model; on rotation it reached asr@5 0.35 in 30 epochs.
+ATTACKS = ["badnets", "blended", "wanet"]
+POISON_RATE = 0.2
 CORNERS = ["bottom-right", "top-left", "top-right", "bottom-left"]
-# Settings that implant the backdoor in a short training run (docs/attacks.md:
-# the default WaNet strength and a 10 % patch did not implant on these data).
+# Settings that implant the backdoor in a short training run (at 10 % poisoning,
+# 8 epochs, a 5 px patch reached asr@5 0.08, α = 0.15 0.35 and WaNet s = 2 0.02 on
+# synthgaze:2500), hence 20 % poisoning and stronger triggers.
 ATTACK_PARAMS = {
-    "badnets": lambda i, task: {"size": max(4, round(0.15 * min(task.input_shape[1:]))),
+    "badnets": lambda i, task: {"size": max(4, round(0.2 * min(task.input_shape[1:]))),
                                 "position": CORNERS[i % 4], "seed": i},
-    "blended": lambda i, task: {"alpha": 0.15 + 0.05 * (i % 2), "seed": i},
-    "wanet": lambda i, task: {"strength": 2.0, "seed": i},
-    "input-aware": lambda i, task: {"seed": i},
+    "blended": lambda i, task: {"alpha": 0.2 + 0.05 * (i % 2), "seed": i},
+    "wanet": lambda i, task: {"strength": 4.0, "seed": i},
 }
 ABLATIONS = {"drmguard-no-rf": ("drmguard", {"angle_ratio": 0.0}),
              "drmguard-no-mtr": ("drmguard", {"kappa": 0.0})}
@@ -75,7 +78,7 @@ def zoo(dataset: str, n_calib: int, n_clean: int, per_attack: int, epochs: int) 
                            "params": ATTACK_PARAMS[attack](i, task)})
     for model in models:
         attack = None if model["attack"] is None else AttackConfig(
-            name=model["attack"], poison_rate=0.1, target=model["target"],
+            name=model["attack"], poison_rate=POISON_RATE, target=model["target"],
             params=model["params"])
         model["run"] = TrainRun(dataset=dataset, attack=attack, train=train)
     return models
@@ -206,7 +209,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["synthgaze:2500", "rotation"])
     parser.add_argument("--calib", type=int, default=2)
     parser.add_argument("--clean", type=int, default=4)
-    parser.add_argument("--per-attack", type=int, default=1)
+    parser.add_argument("--per-attack", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--detectors", nargs="+", default=["drmguard", "nc", "featurere"])
     parser.add_argument("--ablations", action="store_true")

@@ -107,15 +107,18 @@ class TriggerGenerator(nn.Module):
 class MaskTrigger(nn.Module):
     """Neural Cleanse's trigger: x' = (1 - m) x + m p, with m = sigmoid(mask
     logits) shared over channels (1×H×W or 1×T) and p = sigmoid(pattern logits)
-    scaled to the input range."""
+    scaled to the input range. `count` triggers are held side by side (one per
+    class), so all classes are reversed in one batched run; `forward` applies the
+    first."""
 
-    def __init__(self, task: TaskSpec, mask_init: float = 0.1):
+    def __init__(self, task: TaskSpec, count: int = 1, mask_init: float = 0.1):
         super().__init__()
         shape = task.input_shape
         self.low, self.high = task.input_range
-        self.mask_logits = nn.Parameter(torch.full((1, *shape[1:]) if len(shape) > 1 else shape,
+        mask_shape = (count, 1, *shape[1:]) if len(shape) > 1 else (count, *shape)
+        self.mask_logits = nn.Parameter(torch.full(mask_shape,
                                                    math.log(mask_init / (1 - mask_init))))
-        self.pattern_logits = nn.Parameter(torch.zeros(shape))
+        self.pattern_logits = nn.Parameter(torch.zeros(count, *shape))
 
     @property
     def mask(self) -> torch.Tensor:
@@ -125,12 +128,22 @@ class MaskTrigger(nn.Module):
     def pattern(self) -> torch.Tensor:
         return self.low + (self.high - self.low) * torch.sigmoid(self.pattern_logits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.mask
-        return (1 - mask) * x + mask * self.pattern
+    def sizes(self) -> torch.Tensor:
+        """Mean mask value of each trigger, [count]."""
+        return self.mask.flatten(1).mean(1)
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"mask": self.mask.detach().cpu(), "pattern": self.pattern.detach().cpu()}
+    def stamped(self, x: torch.Tensor) -> torch.Tensor:
+        """Every trigger on every input: [count, B, ...]."""
+        mask = self.mask.unsqueeze(1)
+        return (1 - mask) * x.unsqueeze(0) + mask * self.pattern.unsqueeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.mask[0]
+        return (1 - mask) * x + mask * self.pattern[0]
+
+    def tensors(self, index: int = 0) -> dict[str, torch.Tensor]:
+        return {"mask": self.mask[index].detach().cpu(),
+                "pattern": self.pattern[index].detach().cpu()}
 
 
 class Reversal(nn.Module):
@@ -159,9 +172,9 @@ def reverse(reversal: Reversal, clean: ArrayDataset, objective: Objective, *, st
             description: str = "reverse") -> History:
     """Train the trigger (and any extra parameters) for about `steps` Adam steps
     (rounded up to whole passes over `clean`) through `core.training.fit`."""
-    batches = clean.num_batches(batch_size)
+    batches = clean.num_batches(batch_size, drop_last=True)
     config = TrainConfig(epochs=max(1, math.ceil(steps / batches)), batch_size=batch_size,
-                         optimizer="adam", lr=lr, schedule="none", amp=False)
+                         optimizer="adam", lr=lr, schedule="none", amp=False, drop_last=True)
     quiet = replace(runtime, progress=False)
     return fit(reversal, clean, config, objective=objective, hooks=hooks,
                parameters=reversal.trainable(), runtime=quiet, description=description)
