@@ -41,7 +41,10 @@ def summary_rows(results: dict[str, Any]) -> list[str]:
     lines = ["| method | cells run | bar met | share | mean DER | time bar met | median time / training |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for method in methods:
-        rows = [(key, cell) for key, cell in cells.items() if key.rsplit("|", 1)[1] == method]
+        rows = [(key, cell) for key, cell in cells.items()
+                if key.rsplit("|", 1)[1] == method and "skipped" not in cell]
+        if not rows:
+            continue
         passed = sum(cell_bar(cell, key.split("|")[0]) for key, cell in rows)
         ratios = sorted(cell["wall_seconds"] / results["models"][key.rsplit("|", 1)[0]]
                         ["train_seconds"] for key, cell in rows)
@@ -73,6 +76,10 @@ def setting_tables(results: dict[str, Any]) -> list[str]:
                              f"{model['train_seconds']:.0f} | |")
             for cell_key, cell in cells.items():
                 method = cell_key.rsplit("|", 1)[1]
+                if "skipped" in cell:
+                    lines.append(f"| {model['attack']} | {method} | n/a: {cell['skipped']} "
+                                 f"| | | | | {model['train_seconds']:.0f} | |")
+                    continue
                 before, after = cell["before"], cell["after"]
                 ratio = cell["wall_seconds"] / model["train_seconds"]
                 der = "" if cell["der"] is None else f"{cell['der']:.3f}"
