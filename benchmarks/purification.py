@@ -26,6 +26,7 @@ import torch
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
+from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import resolve, train_run, write_train_result
 
 RESULTS = Path("docs/results/purification.json")
@@ -94,36 +95,38 @@ def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
     return summary
 
 
-def reload(results: dict) -> dict:
-    """This run's results with what other runs have stored since."""
+def stored() -> dict:
+    """What the results file holds now (other runs may write it meanwhile)."""
     if not RESULTS.exists():
-        return results
-    stored = json.loads(RESULTS.read_text())
-    return {part: {**stored.get(part, {}), **results[part]} for part in ("models", "cells")}
+        return {"models": {}, "cells": {}}
+    return json.loads(RESULTS.read_text())
 
 
-def save(results: dict) -> None:
-    """Merge this run's entries into the file (other runs with other filters may
-    write it meanwhile) and replace it atomically."""
+def save(part: str, key: str, entry: dict) -> dict:
+    """Add one entry to the file as it is now, atomically; returns the new contents."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = reload(results)
+    results = stored()
+    results[part][key] = entry
     partial = RESULTS.with_suffix(".partial")
     partial.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     partial.replace(RESULTS)
+    return results
 
 
 def main() -> None:
+    global RESULTS
     parser = argparse.ArgumentParser(description="Purification bars")
     parser.add_argument("--only", nargs="*", default=None,
                         help="cell filter: globs over SETTING|ATTACK (e.g. 'GunPoint|*')")
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--models-only", action="store_true")
     parser.add_argument("--page-only", action="store_true")
     args = parser.parse_args()
+    RESULTS = args.results
     torch.set_num_threads(args.threads)
     runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}, "cells": {}}
     if not args.page_only:
         methods = [] if args.models_only else args.methods or purification_methods()
         for setting in SETTINGS:
@@ -131,27 +134,24 @@ def main() -> None:
                 key = model_key(setting[0], attack)
                 if args.only and not any(fnmatch.fnmatch(key, g) for g in args.only):
                     continue
-                results = reload(results)  # another run may have trained it meanwhile
-                if key not in results["models"] or not Path(results["models"][key]["folder"],
-                                                            "model.json").exists():
-                    results["models"][key] = train_model(setting, attack, runtime)
-                    print("trained", key, results["models"][key]["metrics"],
-                          results["models"][key]["train_seconds"], flush=True)
-                    save(results)
-                if args.models_only:
-                    continue
+                model = stored()["models"].get(key)  # another run may have trained it
+                if model is None or not Path(model["folder"], "model.json").exists():
+                    model = train_model(setting, attack, runtime)
+                    save("models", key, model)
+                    print("trained", key, model["metrics"], model["train_seconds"], flush=True)
                 for method in methods:
                     cell = f"{key}|{method}"
-                    results = reload(results)
-                    if cell in results["cells"]:
+                    if cell in stored()["cells"]:
                         continue
-                    results["cells"][cell] = run_cell(results["models"][key], method, runtime)
-                    after = results["cells"][cell]["after"]
-                    print(cell, after, results["cells"][cell]["wall_seconds"], flush=True)
-                    save(results)
+                    try:
+                        entry = run_cell(model, method, runtime)
+                    except BadInput as error:  # a method that does not apply (sms on cnn-small)
+                        entry = {"skipped": str(error)}
+                    save("cells", cell, entry)
+                    print(cell, entry.get("after", entry), flush=True)
     from backdoorguard.defenses.purification.report import write_page
 
-    write_page(results, PAGE)
+    write_page(stored(), PAGE)
 
 
 def purification_methods() -> list[str]:

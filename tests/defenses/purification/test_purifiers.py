@@ -63,9 +63,27 @@ def test_purifier_lowers_asr_and_leaves_the_input_alone(method, backdoored, clea
 
 
 def test_sms_refuses_models_without_skip_connections(digits, runtime):
+    from backdoorguard.core.types import ArrayDataset, TaskSpec
+
     model = create_model("cnn-small", digits.task, width=4, features=8)
-    with pytest.raises(BadInput, match="skip connections"):
+    with pytest.raises(BadInput, match="skip connections.*'cnn-small' has none"):
         create_defense("sms", "purification").purify(model, clean_subset(digits), runtime=runtime)
+    table = TaskSpec("classification", "tabular", (5,), 2, (0.0, 1.0))
+    rows = ArrayDataset(torch.rand(8, 5), torch.arange(8) % 2, table)
+    with pytest.raises(BadInput, match="skip connections.*'mlp' has none"):
+        create_defense("sms", "purification").purify(create_model("mlp", table), rows,
+                                                     runtime=runtime)
+
+
+def test_nad_attention_is_a_unit_map_per_sample_for_images_and_flat_features():
+    from backdoorguard.defenses.purification.nad import attention
+
+    image = torch.randn(3, 4, 5, 5)
+    flat = torch.randn(3, 7)
+    assert attention(image).shape == (3, 25) and attention(flat).shape == (3, 7)
+    assert torch.allclose(attention(image).norm(dim=1), torch.ones(3))
+    assert torch.allclose(attention(flat), flat.pow(2) / flat.pow(2).norm(dim=1, keepdim=True))
+    assert torch.equal(attention(torch.zeros(2, 4, 3, 3)), torch.zeros(2, 9))
 
 
 def test_sms_trains_only_the_critical_stage(backdoored, clean, runtime):

@@ -37,7 +37,9 @@ def attention(stage_output: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """[B, spatial] L2-normalised channel mean of |A|^p. The norm has a small
     constant under the root: a map that is zero everywhere (a dead ReLU stage on a
     tiny input) would otherwise give NaN gradients."""
-    flat = stage_output.abs().pow(p).mean(1).flatten(1)
+    power = stage_output.abs().pow(p)
+    # a stage of flat features (mlp) has no channels to average: its units are the map
+    flat = power.mean(1).flatten(1) if power.dim() > 2 else power
     return flat / (flat.pow(2).sum(1, keepdim=True) + 1e-12).sqrt()
 
 
