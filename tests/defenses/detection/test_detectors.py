@@ -34,7 +34,7 @@ def tiny_regressor(seed=0):
 
 def test_nc_flags_the_backdoored_digits_model_and_not_its_clean_twin(digits_pair, runtime):
     clean = clean_subset(load_dataset("digits"), 0.05, seed=0)
-    detector = create_defense("nc", "detection", steps=150)
+    detector = create_defense("nc", "detection")
     found = {name: detector.inspect(load_model(path)[0], clean, runtime=runtime)
              for name, path in digits_pair.items()}
     assert found["backdoored"].backdoored and found["backdoored"].target == 0
