@@ -41,8 +41,8 @@ from ...core.training import Hook, StepLoss
 from ...core.types import ArrayDataset, Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, Detector, register_defense
-from .common import (Reversal, TriggerGenerator, apply_in_batches, check_model, check_positive,
-                     clean_statistics, effective_size, head_angles, limit, reverse)
+from .common import (Reversal, TriggerGenerator, apply_in_batches, check_positive,
+                     clean_statistics, effective_size, head_angles, prepared, reverse)
 
 
 class MomentumMap(Hook):
@@ -181,13 +181,8 @@ class DRMGuard(Detector):
     def inspect(self, model: nn.Module, clean: ArrayDataset, *,
                 runtime: Runtime = Runtime()) -> Detection:
         """Reverse-engineer a trigger for every λ1 and restart; keep the smallest."""
-        self.check_task(clean.task)
-        check_model(model, "drmguard")
-        start = time.perf_counter()
-        device = runtime.torch_device
-        model = model.to(device).eval()
-        clean = limit(clean, self.max_samples, runtime.seed).to(device)
-        stats = clean_statistics(model, clean.x, device)
+        model, clean, start = prepared(self, model, clean, runtime, features=True)
+        stats = clean_statistics(model, clean.x, runtime.torch_device)
         runs, best = [], None
         for i, lambda1 in enumerate(self.lambdas):
             for restart in range(self.restarts):
