@@ -228,7 +228,6 @@ def main() -> None:
     if args.fast:
         detectors = {name: (method, {**FAST[method], **params})
                      for name, (method, params) in detectors.items()}
-    all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for dataset in args.datasets:
         print(f"{dataset}:", flush=True)
         models = zoo(dataset, args.calib, args.clean, args.per_attack, args.epochs)
@@ -260,6 +259,8 @@ def main() -> None:
             print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
             # written after every detector, so an interrupted run leaves what it measured
             roc_figure(results, dataset, roc)
+            # re-read: another run may have written another data set meanwhile
+            all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
             all_results[dataset] = results
             RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
             write_page(all_results)

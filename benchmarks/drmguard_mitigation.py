@@ -1,7 +1,8 @@
 """DRMGuard mitigation on the detection zoo's cached backdoored models: clean MAE
 and true_error / target_error on triggered test inputs, before and after.
 
-    python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500] [--models blended0 ...]
+    PYTHONPATH=src:benchmarks python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500]
+        [--models blended0 ...] [--fast]
 
 needs the models cached by benchmarks/detection_zoo.py (same settings); writes
 docs/results/drmguard_mitigation.json.
@@ -21,7 +22,7 @@ from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.base import create_defense
 from backdoorguard.pipeline import build_attack, clean_subset, resolve
 
-from detection_zoo import CACHE, key_of, zoo
+from detection_zoo import CACHE, FAST, key_of, zoo
 
 RESULTS = Path("docs/results/drmguard_mitigation.json")
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["badnets0", "blended0", "wanet0"])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fast", action="store_true", help="the zoo's --fast DRMGuard scan")
     args = parser.parse_args()
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
     data = resolve(TrainRun(dataset=args.dataset)).data
@@ -45,11 +47,14 @@ def main() -> None:
         attack = build_attack(model["run"].attack, data.task)
         before = evaluate(net, data.test, attack).to_dict()
         start = time.perf_counter()
-        purified = create_defense("drmguard", "purification").purify(net, clean, runtime=runtime)
+        detector = FAST["drmguard"] if args.fast else {}
+        purified = create_defense("drmguard", "purification", detector=detector).purify(
+            net, clean, runtime=runtime)
         seconds = time.perf_counter() - start
         after = evaluate(purified.model, data.test, attack).to_dict()
         entry = {"before": before, "after": after, "seconds": seconds,
                  "passes": purified.cost.passes, "changes": purified.changes,
+                 "detector": detector,
                  "true_error_reduction": 1 - after["true_error"] / before["true_error"],
                  "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
         results.setdefault(args.dataset, {})[model["name"]] = entry
