@@ -56,6 +56,10 @@ ATTACK_PARAMS = {
 }
 ABLATIONS = {"drmguard-no-rf": ("drmguard", {"angle_ratio": 0.0}),
              "drmguard-no-mtr": ("drmguard", {"kappa": 0.0})}
+# --fast: cheaper scans than the detectors' defaults (what fitted in the time we
+# had on a shared CPU; stated with every result)
+FAST = {"drmguard": {"steps": 100, "restarts": 1}, "nc": {"steps": 100},
+        "featurere": {"steps": 100}}
 
 
 def target_for(task, i: int) -> list[float]:
@@ -104,11 +108,14 @@ def trained(model: dict, runtime: Runtime) -> tuple[torch.nn.Module, dict]:
 
 
 def scanned(folder_key: str, detector_name: str, method: str, params: dict, net, clean,
-            runtime: Runtime) -> dict:
-    """A scan's score and cost, from the cache or scanned now."""
+            runtime: Runtime, cached_only: bool = False) -> dict | None:
+    """A scan's score and cost, from the cache or scanned now (None with
+    `cached_only` when it is not cached)."""
     path = CACHE / "scans" / f"{key_of(folder_key, method, params, runtime.seed)}.json"
     if path.exists():
         return json.loads(path.read_text())
+    if cached_only:
+        return None
     detector = build_detector(clean.task, method, params)
     found = detector.inspect(net, clean, runtime=runtime)
     record = {"score": found.score, "seconds": found.cost.seconds, "passes": found.cost.passes,
@@ -164,7 +171,10 @@ def roc_figure(results: dict, dataset: str, path: Path) -> None:
 def page_section(all_results: dict) -> str:
     lines = [MARK_BEGIN, ""]
     for dataset, results in all_results.items():
-        lines += [f"### {dataset}", "", f"Zoo: {results['zoo']}", "",
+        lines += [f"### {dataset}", "", f"Zoo: {results['zoo']}. Scan parameters (beyond "
+                  "each detector's defaults): " + "; ".join(
+                      f"{name} {entry.get('params') or 'defaults'}"
+                      for name, entry in results["detectors"].items()), "",
                   "| detector | AUROC | acc @ calibrated threshold | TPR @ 5 % FPR | threshold | "
                   + " | ".join(f"AUROC {a}" for a in ATTACKS) + " | median s | median passes |",
                   "| --- " * (7 + len(ATTACKS)) + "|"]
@@ -213,6 +223,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--detectors", nargs="+", default=["drmguard", "nc", "featurere"])
     parser.add_argument("--ablations", action="store_true")
+    parser.add_argument("--fast", action="store_true", help="cheaper scans (see FAST)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="report only detectors whose scans are all cached; train nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -220,38 +233,58 @@ def main() -> None:
     detectors = {name: (name, {}) for name in args.detectors}
     if args.ablations:
         detectors.update(ABLATIONS)
-    all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.fast:
+        detectors = {name: (method, {**FAST[method], **params})
+                     for name, (method, params) in detectors.items()}
     for dataset in args.datasets:
         print(f"{dataset}:", flush=True)
         models = zoo(dataset, args.calib, args.clean, args.per_attack, args.epochs)
         clean = clean_subset(resolve(TrainRun(dataset=dataset)).data, 0.05, seed=args.seed)
         nets = {}
         for model in models:
+            folder = CACHE / key_of(model["run"].model_dump(), model["seed"])
+            if args.cached_only and not (folder / "metrics.json").exists():
+                break
             net, record = trained(model, runtime)
             nets[model["name"]] = (net, record, key_of(model["run"].model_dump(), model["seed"]))
         results = {"zoo": f"{args.calib} calibration + {args.clean} clean + "
-                          f"{args.per_attack} per attack ({', '.join(ATTACKS)}); "
-                          f"{args.epochs} epochs; clean set {len(clean)} samples",
+                          f"{args.per_attack} per attack ({', '.join(ATTACKS)}) models, "
+                          f"{POISON_RATE:.0%} poisoning, {args.epochs} epochs; clean set "
+                          f"{len(clean)} samples",
                    "detectors": {}}
+        slug = dataset.replace(":", "_")
+        roc = Path(f"docs/results/detection_roc_{slug}.png")
+        results["roc"] = f"results/{roc.name}"
         for name, (method, params) in detectors.items():
             rows = []
             for model in models:
+                if model["name"] not in nets:
+                    break
                 net, record, folder_key = nets[model["name"]]
                 print(f"  {model['name']}", flush=True)
-                scan = scanned(folder_key, name, method, params, net, clean, runtime)
+                scan = scanned(folder_key, name, method, params, net, clean, runtime,
+                               args.cached_only)
+                if scan is None:
+                    break
                 rows.append({"name": model["name"], "role": model["role"],
                              "attack": model["attack"], "metrics": record["metrics"], **scan})
+            if len(rows) < len(models):
+                print(f"  {name}: not all scans cached; left out", flush=True)
+                continue
             threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
-            results["detectors"][name] = {"rows": rows, "rule": rule,
+            results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
                                           "summary": summarise(rows, threshold)}
             print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
-        slug = dataset.replace(":", "_")
-        roc = Path(f"docs/results/detection_roc_{slug}.png")
-        roc_figure(results, dataset, roc)
-        results["roc"] = f"results/{roc.name}"
-        all_results[dataset] = results
-        RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
-        write_page(all_results)
+            # written after every detector, so an interrupted run leaves what it measured
+            roc_figure(results, dataset, roc)
+            # re-read: another run may have written another data set meanwhile
+            all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            if all_results.get(dataset, {}).get("zoo") == results["zoo"]:
+                results["detectors"] = {**all_results[dataset]["detectors"],
+                                        **results["detectors"]}
+            all_results[dataset] = results
+            RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
+            write_page(all_results)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def tiny_regressor(seed=0):
 
 def test_nc_flags_the_backdoored_digits_model_and_not_its_clean_twin(digits_pair, runtime):
     clean = clean_subset(load_dataset("digits"), 0.05, seed=0)
-    detector = create_defense("nc", "detection", steps=150)
+    detector = create_defense("nc", "detection")
     found = {name: detector.inspect(load_model(path)[0], clean, runtime=runtime)
              for name, path in digits_pair.items()}
     assert found["backdoored"].backdoored and found["backdoored"].target == 0
@@ -133,3 +133,16 @@ def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
     assert purified.changes["reversed_samples"] == len(data)
     with pytest.raises(BadInput, match="detection defense, not audit"):
         create_defense("drmguard", "audit")
+
+
+def test_nc_regression_needs_only_outputs_and_is_reproducible(runtime):
+    data = regression_data()
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    detector = create_defense("nc", "detection", steps=20)
+    first = detector.inspect(plain, data, runtime=runtime)
+    second = detector.inspect(plain, data, runtime=runtime)
+    assert first.score == second.score and len(first.target) == 2
+    assert first.score == -first.evidence["mask_size"] * max(
+        1.0, first.evidence["collapse"] / 0.2)
+    assert 0 < first.evidence["mask_size"] < 1

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -45,6 +46,20 @@ def check_positive(name: str, value: float, *, integer: bool = False) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 \
             or not math.isfinite(value):
         raise BadInput(f"{name} {value!r} must be a positive number")
+
+
+def prepared(detector, model: nn.Module, clean: ArrayDataset, runtime: Runtime, *,
+             features: bool) -> tuple[nn.Module, ArrayDataset, float]:
+    """Checks before a scan (task; the model convention when `features`), then the
+    model in eval mode and at most `detector.max_samples` clean inputs on the
+    runtime's device, and the start time."""
+    detector.check_task(clean.task)
+    if features:
+        check_model(model, detector.name)
+    start = time.perf_counter()
+    device = runtime.torch_device
+    clean = limit(clean, detector.max_samples, runtime.seed).to(device)
+    return model.to(device).eval(), clean, start
 
 
 def limit(clean: ArrayDataset, max_samples: int, seed: int) -> ArrayDataset:
@@ -199,9 +214,14 @@ def head_angles(features: torch.Tensor, head: nn.Linear) -> torch.Tensor:
 @torch.no_grad()
 def clean_statistics(model: nn.Module, x: torch.Tensor, device: torch.device,
                      batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Per-output variance of the outputs and of the feature–head angles on clean
-    inputs: the denominators that make DRMGuard's terms unit-free."""
+    """Per-output mean and variance of the outputs and (for a model with the
+    feature convention) variance of the feature–head angles on clean inputs: the
+    denominators that make DRMGuard's terms unit-free."""
     model.eval()
+    if not has_convention(model):
+        outputs = torch.cat([model(x[i:i + batch_size].to(device))
+                             for i in range(0, len(x), batch_size)])
+        return {"output_var": outputs.var(0).clamp_min(EPS), "output_mean": outputs.mean(0)}
     features = torch.cat([model.forward_features(x[i:i + batch_size].to(device))
                           for i in range(0, len(x), batch_size)])
     outputs = model.head(features)

@@ -32,7 +32,7 @@ from ...core.training import StepLoss
 from ...core.types import ArrayDataset, Batch
 from ..base import Cost, Detection, Detector, register_defense
 from .common import (EPS, Reversal, TriggerGenerator, anomaly_index, apply_in_batches,
-                     check_model, check_positive, clean_statistics, limit, reverse)
+                     check_positive, clean_statistics, prepared, reverse)
 
 HINGE_WEIGHT = 50.0
 
@@ -102,15 +102,9 @@ class FeatureRE(Detector):
 
     def inspect(self, model: nn.Module, clean: ArrayDataset, *,
                 runtime: Runtime = Runtime()) -> Detection:
-        self.check_task(clean.task)
-        check_model(model, "featurere")
-        start = time.perf_counter()
-        device = runtime.torch_device
-        model = model.to(device).eval()
-        clean = limit(clean, self.max_samples, runtime.seed).to(device)
-        if clean.task.is_classification:
-            return self._classification(model, clean, runtime, start)
-        return self._regression(model, clean, runtime, start)
+        model, clean, start = prepared(self, model, clean, runtime, features=True)
+        scan = self._classification if clean.task.is_classification else self._regression
+        return scan(model, clean, runtime, start)
 
     def _classification(self, model, clean, runtime, start) -> Detection:
         device = runtime.torch_device

@@ -42,7 +42,7 @@ from ...core.types import ArrayDataset, Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, Detector, register_defense
 from .common import (MaskTrigger, Reversal, anomaly_index, apply_in_batches, check_positive,
-                     clean_statistics, effective_size, limit, reverse)
+                     clean_statistics, effective_size, prepared, reverse)
 
 
 @register_defense("nc", "detection",
@@ -78,14 +78,9 @@ class NeuralCleanse(Detector):
 
     def inspect(self, model: nn.Module, clean: ArrayDataset, *,
                 runtime: Runtime = Runtime()) -> Detection:
-        self.check_task(clean.task)
-        start = time.perf_counter()
-        device = runtime.torch_device
-        model = model.to(device).eval()
-        clean = limit(clean, self.max_samples, runtime.seed).to(device)
-        if clean.task.is_classification:
-            return self._classification(model, clean, runtime, start)
-        return self._regression(model, clean, runtime, start)
+        model, clean, start = prepared(self, model, clean, runtime, features=False)
+        scan = self._classification if clean.task.is_classification else self._regression
+        return scan(model, clean, runtime, start)
 
     # ------------------------------------------------------------ classification
 
@@ -154,7 +149,7 @@ class NeuralCleanse(Detector):
         with torch.no_grad():
             outputs = model(reversed_x.to(device))
             collapse = float((outputs.var(0) / stats["output_var"]).mean())
-        size = float(trigger.sizes()[0])
+        size = float(trigger.sizes().detach()[0])
         score = -effective_size(size, collapse, self.collapse_bound)
         threshold = -0.03 if self.threshold is None else self.threshold
         evidence = {"mask_size": size, "collapse": collapse, "params": self.params(),

@@ -1,0 +1,67 @@
+"""DRMGuard mitigation on the detection zoo's cached backdoored models: clean MAE
+and true_error / target_error on triggered test inputs, before and after.
+
+    PYTHONPATH=src:benchmarks python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500]
+        [--models blended0 ...] [--fast]
+
+needs the models cached by benchmarks/detection_zoo.py (same settings); writes
+docs/results/drmguard_mitigation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from backdoorguard.config import TrainRun
+from backdoorguard.core.checkpoint import load_model
+from backdoorguard.core.metrics import evaluate
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.defenses.base import create_defense
+from backdoorguard.pipeline import build_attack, clean_subset, resolve
+
+from detection_zoo import CACHE, FAST, key_of, zoo
+
+RESULTS = Path("docs/results/drmguard_mitigation.json")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="synthgaze:2500")
+    parser.add_argument("--models", nargs="+", default=["badnets0", "blended0", "wanet0"])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fast", action="store_true", help="the zoo's --fast DRMGuard scan")
+    args = parser.parse_args()
+    runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
+    data = resolve(TrainRun(dataset=args.dataset)).data
+    clean = clean_subset(data, 0.05, seed=0)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for model in zoo(args.dataset, 2, 4, 2, args.epochs):
+        if model["name"] not in args.models:
+            continue
+        folder = CACHE / key_of(model["run"].model_dump(), model["seed"])
+        net, _ = load_model(folder)
+        attack = build_attack(model["run"].attack, data.task)
+        before = evaluate(net, data.test, attack).to_dict()
+        start = time.perf_counter()
+        detector = FAST["drmguard"] if args.fast else {}
+        purified = create_defense("drmguard", "purification", detector=detector).purify(
+            net, clean, runtime=runtime)
+        seconds = time.perf_counter() - start
+        after = evaluate(purified.model, data.test, attack).to_dict()
+        entry = {"before": before, "after": after, "seconds": seconds,
+                 "passes": purified.cost.passes, "changes": purified.changes,
+                 "detector": detector,
+                 "true_error_reduction": 1 - after["true_error"] / before["true_error"],
+                 "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
+        results.setdefault(args.dataset, {})[model["name"]] = entry
+        print(model["name"], {k: entry[k] for k in ("true_error_reduction", "clean_mae_increase",
+                                                    "seconds")}, flush=True)
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
