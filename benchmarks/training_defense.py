@@ -185,15 +185,14 @@ def write_page(results: dict) -> None:
     extras = sorted(k for k in results if ":" in k.split("|")[2])
     if extras:
         lines += ["", "## Variants (ablations of E2ABL's defaults, same cells)", "",
-                  "| data set | attack | variant | clean acc / ASR | precision / recall | cost vs plain |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "Run in separate processes after the cells above (no side-by-side cost).", "",
+                  "| data set | attack | variant | clean acc / ASR | precision / recall |",
+                  "| --- | --- | --- | --- | --- |"]
         for key in extras:
             row = results[key]
-            plain = results.get(f"{row['dataset']}|{row['attack']}|plain")
-            ratio = (f"{row['train_seconds'] / plain['train_seconds']:.2f}×" if plain else "—")
             lines.append(f"| {row['dataset']} | {row['attack']} | `{row['method']}` | "
                          f"{row['metrics']['clean_acc']:.3f} / {row['metrics']['asr']:.3f} | "
-                         f"{fmt(row.get('precision'), 2)} / {fmt(row.get('recall'), 2)} | {ratio} |")
+                         f"{fmt(row.get('precision'), 2)} / {fmt(row.get('recall'), 2)} |")
     missing = [f"{d}|{a}" for d, attacks in GRID.items() for a in attacks
                if not all(f"{d}|{a}|{m}" in results for m in METHODS)]
     if missing:
