@@ -97,9 +97,6 @@ class Phases:
         self.seconds += history.seconds
         self.steps += history.steps
 
-    def history(self) -> History:
-        return History(self.epochs, self.seconds, self.steps, self.samples_seen)
-
     def cost(self, **counters: float) -> Cost:
         return Cost(self.seconds, self.samples_seen / self.size,
                     {"steps": float(self.steps), **counters})

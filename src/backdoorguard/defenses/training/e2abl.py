@@ -49,7 +49,6 @@ whose state dict is the plain model's. Classification, images and series.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
