@@ -28,9 +28,14 @@ RESULTS = Path("docs/results/attacks.json")
 PAGE = Path("docs/attacks.md")
 
 IMAGE_ATTACKS = ["badnets", "blended", "wanet", "sig", "input-aware"]
-SERIES_ATTACKS = ["badnets", "blended", "powerline", "wanet", "sig"]
+SERIES_ATTACKS = ["badnets", "blended", "powerline", "wanet", "sig", "sig-half"]
+# `sig-half`: SIG poisoning half of the target class (on series, all of it is a
+# quarter to a half of the training set and costs the clean target class).
+SIG_SHARE = {"sig": 1.0, "sig-half": 0.5}
 # Settings tuned where the defaults miss a bar; each deviation is listed in docs/attacks.md.
-PARAMS: dict[tuple[str, str], dict] = {}
+PARAMS: dict[tuple[str, str], dict] = {
+    ("ucr:BasicMotions", "sig-half"): {"test_delta": 2 * 20 / 255},
+}
 SETTINGS = {
     "digits": IMAGE_ATTACKS, "mnist5k": IMAGE_ATTACKS,
     "ucr:GunPoint": SERIES_ATTACKS, "ucr:BasicMotions": SERIES_ATTACKS,
@@ -40,11 +45,11 @@ SETTINGS = {
 RATE = 0.1
 
 
-def sig_rate(dataset: str, target) -> float:
-    """SIG poisons target-class samples only: all of them (its "needed share")."""
+def sig_rate(dataset: str, target, share: float = 1.0) -> float:
+    """SIG poisons target-class samples only: `share` of them (all by default)."""
     data = load_dataset(dataset)
     if data.task.is_classification:
-        return float((data.train.y == target).float().mean()) - 1e-6
+        return share * float((data.train.y == target).float().mean()) - 1e-6
     from backdoorguard.attacks import create_attack
     from backdoorguard.core.metrics import distances
 
@@ -57,8 +62,9 @@ def run_cell(dataset: str, attack: str | None, runtime: Runtime) -> dict:
     target = 0 if load_dataset(dataset).task.is_classification else None
     config = None
     if attack is not None:
-        rate = sig_rate(dataset, target) if attack == "sig" else RATE
-        config = AttackConfig(name=attack, poison_rate=rate, target=target,
+        rate = sig_rate(dataset, target, SIG_SHARE[attack]) if attack in SIG_SHARE else RATE
+        config = AttackConfig(name="sig" if attack in SIG_SHARE else attack,
+                              poison_rate=rate, target=target,
                               params=PARAMS.get((dataset, attack), {}))
     run = TrainRun(dataset=dataset, attack=config)
     start = time.perf_counter()
@@ -74,7 +80,7 @@ def verdict(row: dict, clean: dict) -> tuple[str, str, bool]:
     m, c = row["metrics"], clean["metrics"]
     if m["kind"] == "classification":
         drop = c["clean_acc"] - m["clean_acc"]
-        ok = m["asr"] >= 0.90 and drop <= 0.02
+        ok = m["asr"] >= 0.90 and drop <= 0.02 + 1e-9  # exactly 2 points counts as within
         return f"{m['clean_acc']:.3f} ({-drop:+.3f})", f"ASR {m['asr']:.3f}", ok
     rise = m["clean_mae"] / c["clean_mae"] - 1
     ok = m["asr_at_tol"] >= 0.80 and rise <= 0.10
@@ -87,7 +93,7 @@ def write_page(results: dict) -> None:
              "Every attack against every default data set it applies to, with the data set's",
              "recipe (default model and training settings), seed 0, one CPU thread. Poison rate",
              f"{RATE:.0%}; SIG (clean-label) poisons every target-class training sample, which",
-             "is the share it needs. Bars: classification ASR ≥ 0.90 with clean accuracy within",
+             "is the share it needs (`sig-half`: half of them). Bars: classification ASR ≥ 0.90 with clean accuracy within",
              "2 points of clean training; regression asr_at_tol ≥ 0.80 with clean MAE within",
              "10 % of clean training.", "",
              "Reproduce: `python benchmarks/attacks.py` (resumes from `docs/results/attacks.json`;",
