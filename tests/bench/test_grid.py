@@ -80,7 +80,7 @@ def test_unsupported_combinations_are_skipped_not_failed(tmp_path):
     ({"defenses": ["none", "nope"]}, "defenses[1]: unknown defense 'nope'"),
     ({"defenses": [{"name": "double-purifier", "params": {"epochs": 0}}]},
      "epochs 0 must be at least 1"),
-    ({"defenses": [{"name": "double-purifier", "params": {"speed": 3}}]}, "bad parameters"),
+    ({"defenses": [{"name": "double-purifier", "params": {"speed": 3}}]}, "has no parameter 'speed'"),
     ({"seeds": [1, 1]}, "must be distinct"),
     ({"datasets": []}, "datasets: List should have at least 1 item"),
     ({"datasets": [{"name": "digits", "models": ["nope"]}]}, "unknown model 'nope'"),

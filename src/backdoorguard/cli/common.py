@@ -80,6 +80,28 @@ def config_file(path: Path | None) -> dict[str, Any]:
     return load_yaml(path) if path is not None else {}
 
 
+DEFENSE_FILE_KEYS = ("dataset", "method", "params", "clean_fraction", "out", *RUNTIME_KEYS)
+
+
+def defense_config_file(path: Path | None) -> dict[str, Any]:
+    """`--config` of `scan`, `calibrate` and `purify`: only the keys they read,
+    `params` a mapping and `clean_fraction` a number (else one-line `BadInput`)."""
+    file = config_file(path)
+    unknown = sorted(set(file) - set(DEFENSE_FILE_KEYS))
+    if unknown:
+        raise BadInput(f"config {str(path)!r}: unknown key(s) {', '.join(unknown)}; "
+                       f"allowed: {', '.join(DEFENSE_FILE_KEYS)}")
+    if file.get("params") is not None and not isinstance(file["params"], dict):
+        raise BadInput(f"config {str(path)!r}: params {file['params']!r} must be a mapping "
+                       "of parameter names to values")
+    fraction = file.get("clean_fraction")
+    if fraction is not None and (isinstance(fraction, bool)
+                                 or not isinstance(fraction, (int, float))):
+        raise BadInput(f"config {str(path)!r}: clean_fraction {fraction!r} must be a number "
+                       "strictly between 0 and 1")
+    return file
+
+
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any] | None:
     """`KEY=VALUE` flags to a dict; values are parsed as YAML (numbers, lists, ...)."""
     if not pairs:

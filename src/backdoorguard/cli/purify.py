@@ -10,7 +10,7 @@ import typer
 from ..errors import BadInput
 from . import app
 from .common import (ConfigFile, Device, Json, Overwrite, Seed, Threads, checkpoint_and_data,
-                     config_file, console, emit, key_values, metrics_table, runtime_from)
+                     defense_config_file, console, emit, key_values, metrics_table, runtime_from)
 
 
 @app.command()
@@ -35,7 +35,7 @@ def purify(
     from ..core.checkpoint import check_output
     from ..defenses.purification.run import attack_of, make_purifier, purify_step
 
-    file = config_file(config)
+    file = defense_config_file(config)
     method = method or file.get("method")
     out = out or file.get("out")
     if method is None:

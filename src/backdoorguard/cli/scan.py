@@ -14,7 +14,7 @@ import typer
 from ..errors import BadInput
 from . import app
 from .common import (ConfigFile, Device, Json, ModelArgs, ModelFactory, Overwrite, Seed, Threads,
-                     TrustPickle, Weights, config_file, console, emit, key_values, load_cli_model,
+                     TrustPickle, Weights, defense_config_file, console, emit, key_values, load_cli_model,
                      runtime_from)
 
 Method = Annotated[str | None, typer.Option(
@@ -61,7 +61,7 @@ def scan_command(
     from ..defenses.detection.calibration import Calibration, calibration_record
     from ..defenses.detection.report import write_detection
 
-    file = config_file(config)
+    file = defense_config_file(config)
     out = out or file.get("out")
     if out is None:
         raise BadInput("--out is required (the directory to write the report to)")
@@ -133,7 +133,7 @@ def calibrate_command(
     from ..defenses.detection import build_detector, calibrate
     from ..pipeline import check_same_task
 
-    file = config_file(config)
+    file = defense_config_file(config)
     out = out or file.get("out")
     if out is None:
         raise BadInput("--out is required (the threshold file to write)")

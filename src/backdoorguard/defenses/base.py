@@ -18,6 +18,7 @@ modalities=..)`; `create_defense(name, **params)` builds it by name.
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -198,7 +199,39 @@ def create_defense(name: str, family: str | None = None, **params: Any) -> Defen
                           if e.extra.get("family") == family)
         raise BadInput(f"{name!r} is a {entry.extra.get('family')} defense, not {family}; "
                        f"{family} defenses: {known or 'none'}")
+    check_parameters(name, entry.factory, params)
     try:
         return entry.factory(**params)
     except TypeError as error:
         raise BadInput(f"defense {name!r}: bad parameters {params}: {error}") from None
+
+
+def _numeric(default: Any, annotation: Any) -> bool:
+    """Does a constructor argument take a number (by its default or annotation)?"""
+    if isinstance(default, bool):
+        return False
+    if isinstance(default, (int, float)):
+        return True
+    text = str(annotation)
+    return default is None and text in ("float | None", "int | None", "float", "int")
+
+
+def check_parameters(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Unknown parameter names and non-numbers where a number is expected are
+    `BadInput` naming the parameter and what is allowed, before any work."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    accepted = {k: p for k, p in signature.parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    for key, value in params.items():
+        if key not in accepted:
+            raise BadInput(f"defense {name!r} has no parameter {key!r}; "
+                           f"allowed: {', '.join(accepted) or 'none'}")
+        parameter = accepted[key]
+        if (_numeric(parameter.default, parameter.annotation) and value is not None
+                and (isinstance(value, bool) or not isinstance(value, (int, float)))):
+            raise BadInput(f"defense {name!r}: parameter {key}={value!r} must be a number")

@@ -166,7 +166,7 @@ def test_cli_purify_writes_checkpoint_and_report(backdoored, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--method", "nope"], "unknown purification method 'nope'; allowed: "),
     (["--method", "d3", "--param", "warm_start=far-away"], "warm start 'far-away'"),
-    (["--method", "ft", "--param", "colour=red"], "bad parameters"),
+    (["--method", "ft", "--param", "colour=red"], "has no parameter 'colour'; allowed: "),
 ])
 def test_cli_purify_bad_input_exits_2_without_output(argv, message, backdoored, tmp_path, capsys):
     checkpoint = write_train_result(backdoored, tmp_path / "backdoored")

@@ -75,6 +75,9 @@ class FineTuningPurifier(Purifier):
         one_of("batchnorm mode", batchnorm, BATCHNORM_MODES)
         if min_steps < 0:
             raise BadInput(f"min_steps {min_steps} must be ≥ 0")
+        if train is not None and not isinstance(train, (TrainConfig, dict)):
+            raise BadInput(f"{self.name} train {train!r} must be a mapping of training "
+                           "settings (epochs, lr, batch_size, ...)")
         if isinstance(train, TrainConfig):
             self.train = train
         else:

@@ -1,0 +1,38 @@
+"""Bad input to the defense commands: one line, exit status 2, no output."""
+
+import pytest
+
+from backdoorguard.cli import main
+from backdoorguard.defenses.base import create_defense
+from backdoorguard.errors import BadInput
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"threshold": "abc"}, "must be a number"),
+    ({"steps": "many"}, "must be a number"),
+    ({"foo": 1}, "allowed: "),
+])
+def test_bad_detector_parameters_fail_before_any_work(params, message):
+    with pytest.raises(BadInput, match=message):
+        create_defense("nc", "detection", **params)
+
+
+def test_purifier_train_settings_must_be_a_mapping():
+    with pytest.raises(BadInput, match="must be a mapping"):
+        create_defense("ft", "purification", train="abc")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("foo: 1\n", "unknown key"),
+    ("params: abc\n", "must be a mapping"),
+    ("clean_fraction: abc\n", "must be a number"),
+])
+@pytest.mark.parametrize("command", [["scan", "missing-dir"], ["purify", "missing-dir", "--method", "ft"]])
+def test_defense_config_files_are_checked(tmp_path, capsys, command, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    out = tmp_path / "out"
+    assert main([*command, "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
