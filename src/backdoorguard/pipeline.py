@@ -14,7 +14,7 @@ from torch import nn
 from .attacks import Attack, create_attack
 from .config import AttackConfig, TrainConfig, TrainRun, merge, validate
 from .core.checkpoint import atomic_output, save_model, write_json
-from .core.metrics import Metrics, evaluate
+from .core.metrics import Metrics, evaluate, isolation
 from .core.runtime import Runtime
 from .core.training import History, fit
 from .core.types import ArrayDataset, PoisonedDataset, Splits, TaskSpec
@@ -169,8 +169,6 @@ def isolation_record(result: TrainResult) -> dict[str, Any]:
     """isolation.json: the samples the defense flagged (indices into the training
     split) and, when the training set was poisoned here, their precision and
     recall against the true poison."""
-    from .bench.cells import isolation
-
     trained = result.trained
     assert trained is not None
     poison_index = getattr(result.train_data, "poison_index", None)

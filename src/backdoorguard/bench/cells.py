@@ -230,6 +230,7 @@ def _purify(defense, model, data, attack, config, runtime) -> dict[str, Any]:
 
 
 def _train(defense, model, data, attack, config, runtime) -> dict[str, Any]:
+    from ..core.metrics import isolation
     from ..models import create_model
 
     model = create_model(config["model"]["name"], data.task, **config["model"]["args"])
@@ -245,6 +246,7 @@ def _train(defense, model, data, attack, config, runtime) -> dict[str, Any]:
 
 def _audit(defense, model, data, attack, config, runtime) -> dict[str, Any]:
     from .. import registry
+    from ..core.metrics import isolation
 
     train = _training_set(data, attack, config)
     oracle_factory = registry.get("dataset", config["dataset"]).extra.get("oracle")
@@ -265,18 +267,6 @@ FAMILY_HANDLERS = {"detection": _detect, "purification": _purify, "training": _t
 
 
 # ---------------------------------------------------------------- helpers
-
-def isolation(flagged: list[int], train) -> dict[str, float]:
-    """Precision and recall of flagged training samples against the true poison
-    (only when the training set was poisoned)."""
-    poison = getattr(train, "poison_index", None)
-    if poison is None or len(poison) == 0:
-        return {}
-    truth = set(int(i) for i in poison)
-    chosen = set(int(i) for i in flagged)
-    hits = len(truth & chosen)
-    return {"precision": hits / len(chosen) if chosen else 0.0, "recall": hits / len(truth)}
-
 
 def suspicion_auroc(suspicion: list[float], train) -> dict[str, float]:
     """AUROC of per-sample suspicion against the true poison, when both exist."""

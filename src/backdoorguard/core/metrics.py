@@ -202,3 +202,15 @@ def evaluate(model: nn.Module, test: ArrayDataset, attack: Attack | None = None,
             values["asr_at_tol"] = within(trig_out, y_target.cpu(), tol)
             values["tol"] = tol
     return Metrics(kind=task.kind, n_test=len(test), **values)
+
+
+def isolation(flagged: list[int], train) -> dict[str, float]:
+    """Precision and recall of flagged training samples against the true poison
+    (only when the training set was poisoned)."""
+    poison = getattr(train, "poison_index", None)
+    if poison is None or len(poison) == 0:
+        return {}
+    truth = set(int(i) for i in poison)
+    chosen = set(int(i) for i in flagged)
+    hits = len(truth & chosen)
+    return {"precision": hits / len(chosen) if chosen else 0.0, "recall": hits / len(truth)}

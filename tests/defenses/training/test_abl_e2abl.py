@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from backdoorguard.attacks import create_attack
-from backdoorguard.bench.cells import isolation
+from backdoorguard.core.metrics import isolation
 from backdoorguard.config import TrainConfig
 from backdoorguard.core.checkpoint import load_model, save_model
 from backdoorguard.core.metrics import evaluate
