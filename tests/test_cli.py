@@ -72,6 +72,7 @@ BAD = [
     (["train", "--attack", "badnets", "--poison-rate", "0"], "poison_rate"),
     (["train", "--attack", "badnets", "--target", "12"], "target class 12 is outside"),
     (["train", "--epochs", "-3"], "epochs"),
+    (["train", "--epochs", "0"], "epochs 0 would train nothing; allowed: an integer ≥ 1"),
     (["train", "--optimizer", "rmsprop"], "optimizer"),
     (["train", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "--poison-rate", "0.1"], "need --attack"),

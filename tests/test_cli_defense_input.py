@@ -11,10 +11,17 @@ from backdoorguard.errors import BadInput
     ({"threshold": "abc"}, "must be a number"),
     ({"steps": "many"}, "must be a number"),
     ({"foo": 1}, "allowed: "),
+    ({"steps": 10.5}, "steps=10.5 must be a whole number"),
 ])
 def test_bad_detector_parameters_fail_before_any_work(params, message):
     with pytest.raises(BadInput, match=message):
         create_defense("nc", "detection", **params)
+
+
+def test_counts_must_be_whole_numbers_but_whole_floats_pass():
+    with pytest.raises(BadInput, match="min_steps=1.5 must be a whole number"):
+        create_defense("d3", "purification", min_steps=1.5)
+    assert create_defense("d3", "purification", min_steps=2.0).min_steps == 2
 
 
 def test_purifier_train_settings_must_be_a_mapping():

@@ -42,7 +42,6 @@ def resolve(run: TrainRun) -> Resolved:
     The recipe's `model_args` apply only to the recipe's own model (the run's
     `model_args` override them); another model starts from its own defaults.
     """
-    data = load_dataset(run.dataset)
     defaults = recipe(run.dataset)
     model_name = run.model or defaults.get("model")
     if model_name is None:
@@ -51,7 +50,9 @@ def resolve(run: TrainRun) -> Resolved:
     if model_name == defaults.get("model"):
         model_args = {**defaults.get("model_args", {}), **model_args}
     train = validate(TrainConfig, merge(defaults.get("train", {}), run.train), "train")
-    return Resolved(run, data, model_name, train, model_args)
+    if train.epochs < 1:
+        raise BadInput(f"train: epochs {train.epochs} would train nothing; allowed: an integer ≥ 1")
+    return Resolved(run, load_dataset(run.dataset), model_name, train, model_args)
 
 
 ATTACK_STATE = "attack.safetensors"

@@ -216,6 +216,13 @@ def _numeric(default: Any, annotation: Any) -> bool:
     return default is None and text in ("float | None", "int | None", "float", "int")
 
 
+def _whole(default: Any, annotation: Any) -> bool:
+    """Does a constructor argument take a count (an int default or annotation)?"""
+    if isinstance(default, bool):
+        return False
+    return isinstance(default, int) or str(annotation) in ("int", "int | None")
+
+
 def check_parameters(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
     """Unknown parameter names and non-numbers where a number is expected are
     `BadInput` naming the parameter and what is allowed, before any work."""
@@ -235,3 +242,6 @@ def check_parameters(name: str, factory: Callable[..., Any], params: dict[str, A
         if (_numeric(parameter.default, parameter.annotation) and value is not None
                 and (isinstance(value, bool) or not isinstance(value, (int, float)))):
             raise BadInput(f"defense {name!r}: parameter {key}={value!r} must be a number")
+        if (_whole(parameter.default, parameter.annotation) and isinstance(value, float)
+                and not value.is_integer()):
+            raise BadInput(f"defense {name!r}: parameter {key}={value!r} must be a whole number")

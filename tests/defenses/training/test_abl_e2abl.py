@@ -115,11 +115,11 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
 
 
 @pytest.mark.parametrize("method, params, message", [
-    ("abl", {"isolation_share": 0.0}, "isolation_share 0.0 is out of range"),
-    ("abl", {"stop_acc": 1.5}, "stop_acc 1.5"),
+    ("abl", {"isolation_share": 0.0}, "isolation_share 0.0 is out of range; allowed: 0 < share < 1"),
+    ("abl", {"stop_acc": 1.5}, "stop_acc 1.5 is out of range; allowed: 0 ≤ stop_acc ≤ 1"),
     ("abl", {"train": {"epochs": -1}}, "epochs"),
     ("abl", {"lr": 0.1}, "has no parameter 'lr'"),
-    ("e2abl", {"trap_pooling": "median"}, "trap_pooling 'median'"),
+    ("e2abl", {"trap_pooling": "median"}, "trap_pooling 'median' is out of range; allowed: one of"),
     ("e2abl", {"poison_rate_guess": 0.6}, "poison_rate_guess 0.6"),
     ("e2abl", {"relabel_confidence": 0.0}, "relabel_confidence 0.0"),
     ("e2abl", {"trap_steps": 0}, "trap_steps 0"),

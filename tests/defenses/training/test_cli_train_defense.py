@@ -45,7 +45,7 @@ def test_e2abl_from_yaml_and_without_attack_has_no_precision(tmp_path, capsys):
 
 
 BAD = [
-    (["--defense", "e2abl", "--defense-param", "trap_steps=0"], "trap_steps 0 is out of range"),
+    (["--defense", "e2abl", "--defense-param", "trap_steps=0"], "trap_steps 0 is out of range; allowed: an integer ≥ 1"),
     (["--defense", "abl", "--defense-param", "nope=1"], "defense 'abl' has no parameter 'nope'"),
     (["--defense-param", "trap_steps=2"], "--defense-param needs --defense"),
     (["--defense", "abl", "--defense-param", "isolation_share"], "must look like KEY=VALUE"),

@@ -138,15 +138,16 @@ class ABL(TrainingDefense):
                  ascent_weight: float = 1.0, stop_acc: float = 0.2) -> None:
         self.train = train_config(train, "abl")
         check_params("abl", {
-            "isolation_epochs": (isolation_epochs is None or isolation_epochs >= 1, isolation_epochs),
-            "isolation_share": (0.0 < isolation_share < 1.0, isolation_share),
-            "gamma": (gamma is None or gamma >= 0, gamma),
-            "rank_epochs": (rank_epochs >= 1, rank_epochs),
-            "unlearning_epochs": (unlearning_epochs >= 0, unlearning_epochs),
-            "unlearning_lr": (unlearning_lr > 0, unlearning_lr),
-            "ascent_cap": (ascent_cap is None or ascent_cap > 0, ascent_cap),
-            "ascent_weight": (ascent_weight >= 0, ascent_weight),
-            "stop_acc": (0.0 <= stop_acc <= 1.0, stop_acc)})
+            "isolation_epochs": (isolation_epochs is None or isolation_epochs >= 1,
+                                 isolation_epochs, "an integer ≥ 1 or none"),
+            "isolation_share": (0.0 < isolation_share < 1.0, isolation_share, "0 < share < 1"),
+            "gamma": (gamma is None or gamma >= 0, gamma, "≥ 0 or none"),
+            "rank_epochs": (rank_epochs >= 1, rank_epochs, "an integer ≥ 1"),
+            "unlearning_epochs": (unlearning_epochs >= 0, unlearning_epochs, "an integer ≥ 0"),
+            "unlearning_lr": (unlearning_lr > 0, unlearning_lr, "> 0"),
+            "ascent_cap": (ascent_cap is None or ascent_cap > 0, ascent_cap, "> 0 or none"),
+            "ascent_weight": (ascent_weight >= 0, ascent_weight, "≥ 0"),
+            "stop_acc": (0.0 <= stop_acc <= 1.0, stop_acc, "0 ≤ stop_acc ≤ 1")})
         self.isolation_epochs = isolation_epochs
         self.isolation_share, self.gamma = float(isolation_share), gamma
         self.rank_epochs, self.unlearning_epochs = int(rank_epochs), int(unlearning_epochs)

@@ -50,11 +50,12 @@ def default_cap(num_classes: int, cap: float | None) -> float:
     return float(cap) if cap is not None else 2.0 * math.log(num_classes)
 
 
-def check_params(method: str, checks: Mapping[str, tuple[bool, Any]]) -> None:
-    """`BadInput` naming the first parameter whose check fails: {name: (ok, value)}."""
-    for name, (ok, value) in checks.items():
+def check_params(method: str, checks: Mapping[str, tuple[bool, Any, str]]) -> None:
+    """`BadInput` naming the first parameter whose check fails and what it allows:
+    {name: (ok, value, allowed)}."""
+    for name, (ok, value, allowed) in checks.items():
         if not ok:
-            raise BadInput(f"{method}: {name} {value!r} is out of range")
+            raise BadInput(f"{method}: {name} {value!r} is out of range; allowed: {allowed}")
 
 
 def train_config(train: TrainConfig | Mapping[str, Any] | None, method: str) -> TrainConfig:

@@ -254,20 +254,27 @@ class E2ABL(TrainingDefense):
                  unlearn_weight: float = 1.0, ascent_cap: float | None = None) -> None:
         self.train = train_config(train, "e2abl")
         check_params("e2abl", {
-            "trap_stage": (trap_stage >= 0, trap_stage),
-            "trap_width": (trap_width is None or trap_width >= 1, trap_width),
-            "trap_pooling": (trap_pooling in POOLINGS, trap_pooling),
-            "trap_steps": (trap_steps >= 1, trap_steps),
-            "trap_lr": (trap_lr > 0, trap_lr),
-            "gamma": (gamma is None or gamma >= 0, gamma),
-            "poison_rate_guess": (0.0 < poison_rate_guess < 0.5, poison_rate_guess),
-            "start_share": (0.0 < start_share <= 2 * poison_rate_guess, start_share),
-            "warmup_epochs": (warmup_epochs >= 1, warmup_epochs),
-            "ramp_epochs": (ramp_epochs is None or ramp_epochs >= 1, ramp_epochs),
-            "relabel_confidence": (0.0 < relabel_confidence <= 1.0, relabel_confidence),
-            "unlearn_share": (0.0 <= unlearn_share <= 2 * poison_rate_guess, unlearn_share),
-            "unlearn_weight": (unlearn_weight >= 0, unlearn_weight),
-            "ascent_cap": (ascent_cap is None or ascent_cap > 0, ascent_cap)})
+            "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
+            "trap_width": (trap_width is None or trap_width >= 1, trap_width,
+                "an integer ≥ 1 or none"),
+            "trap_pooling": (trap_pooling in POOLINGS, trap_pooling,
+                             "one of " + ", ".join(POOLINGS)),
+            "trap_steps": (trap_steps >= 1, trap_steps, "an integer ≥ 1"),
+            "trap_lr": (trap_lr > 0, trap_lr, "> 0"),
+            "gamma": (gamma is None or gamma >= 0, gamma, "≥ 0 or none"),
+            "poison_rate_guess": (0.0 < poison_rate_guess < 0.5, poison_rate_guess,
+                "0 < guess < 0.5"),
+            "start_share": (0.0 < start_share <= 2 * poison_rate_guess, start_share,
+                "0 < share ≤ 2 × poison_rate_guess"),
+            "warmup_epochs": (warmup_epochs >= 1, warmup_epochs, "an integer ≥ 1"),
+            "ramp_epochs": (ramp_epochs is None or ramp_epochs >= 1, ramp_epochs,
+                "an integer ≥ 1 or none"),
+            "relabel_confidence": (0.0 < relabel_confidence <= 1.0, relabel_confidence,
+                "0 < confidence ≤ 1"),
+            "unlearn_share": (0.0 <= unlearn_share <= 2 * poison_rate_guess, unlearn_share,
+                "0 ≤ share ≤ 2 × poison_rate_guess"),
+            "unlearn_weight": (unlearn_weight >= 0, unlearn_weight, "≥ 0"),
+            "ascent_cap": (ascent_cap is None or ascent_cap > 0, ascent_cap, "> 0 or none")})
         self.trap_stage, self.trap_width, self.trap_conv = int(trap_stage), trap_width, bool(trap_conv)
         self.trap_pooling, self.trap_steps, self.trap_lr = trap_pooling, int(trap_steps), float(trap_lr)
         self.gamma, self.poison_rate_guess = gamma, float(poison_rate_guess)
