@@ -111,11 +111,12 @@ def region_errors(models: dict[str, torch.nn.Module], attack: Localized,
 
 def audit_summary(audit, attack: Localized | None, box_width: float) -> dict[str, Any]:
     """Found (a suspicious maximiser inside the planted ball) and false regions."""
-    def distance(region) -> float:
-        """Distance of a maximiser from the planted centre, in planted radii."""
+    def distance(region, key="centre") -> float:
+        """Distance of a region's centre (or its maximiser) from the planted centre,
+        in planted radii."""
         if attack is None:
             return float("inf")
-        return float((torch.tensor(region["centre"]) - attack.centre).norm()) / attack.radius
+        return float((torch.tensor(region[key]) - attack.centre).norm()) / attack.radius
 
     def inside(region) -> bool:
         return distance(region) <= MATCH
@@ -128,7 +129,9 @@ def audit_summary(audit, attack: Localized | None, box_width: float) -> dict[str
             "typical_error": audit.details["typical_error"],
             "regions": [{**{k: r[k] for k in ("error", "error_ratio", "density_ratio",
                                                "suspicious")}, "inside": inside(r),
-                         "distance_in_radii": distance(r) if attack is not None else None}
+                         "distance_in_radii": distance(r) if attack is not None else None,
+                         "maximiser_distance_in_radii":
+                             distance(r, "maximiser") if attack is not None else None}
                         for r in audit.regions]}
 
 

@@ -4,7 +4,7 @@ import torch
 from backdoorguard.core.oracle import Oracle
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.training import predict
-from backdoorguard.defenses.audit.active import ActiveLearning, schedule, train_steps
+from backdoorguard.defenses.audit.active import ActiveLearning, schedule, spread, train_steps
 from backdoorguard.config import TrainConfig
 from backdoorguard.models import create_model
 
@@ -57,3 +57,27 @@ def test_active_learning_spends_exactly_its_budget_and_labels_where_the_error_is
     worst = float(error(pool).quantile(0.9))
     share = float((error(labelled.x[60:120]) > worst).float().mean())
     assert share > 0.3
+
+
+def test_spread_picks_keep_apart_and_weights_pull_them_where_the_error_is():
+    pool = torch.rand(3000, 3, generator=torch.Generator().manual_seed(1))
+    labelled = pool[:50]
+    gap = torch.cdist(pool, labelled).min(1).values
+    picks = spread(pool, gap.clone(), 100)
+    assert len(set(picks.tolist())) == 100 and not set(picks.tolist()) & set(range(50))
+    chosen = torch.cat([labelled, pool[picks]])
+    random = torch.cat([labelled, pool[50:150]])
+
+    def closest_pair(x):
+        """The smallest distance from a new input (after the first 50) to any other."""
+        d = torch.cdist(x[50:], x)
+        d[torch.arange(len(x) - 50), torch.arange(50, len(x))] = 9
+        return float(d.min())
+
+    assert closest_pair(chosen) > 3 * closest_pair(random)
+    # Weighted by a large error in one corner, most picks go there — still apart.
+    weight = 1 + 20 * ((pool - PEAK).norm(dim=1) < 0.3).float()
+    weighted = spread(pool, gap.clone(), 100, weight)
+    near_peak = float(((pool[weighted] - PEAK).norm(dim=1) < 0.3).float().mean())
+    assert near_peak > 0.5 > float(((pool - PEAK).norm(dim=1) < 0.3).float().mean())
+    assert len(set(weighted.tolist())) == 100
