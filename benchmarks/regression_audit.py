@@ -186,6 +186,24 @@ def attack_seed(seed: int, cache: Path, threads: int) -> dict[str, Any]:
     return record
 
 
+RISE_BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, float("inf")))
+
+
+def rise_by_distance(seed: int, record: dict[str, Any], cache: Path) -> list[float]:
+    """Where the global MSE rise of the poisoned (shell) model comes from: its
+    squared-error increase over the clean model on the test points at 0–1, 1–2,
+    2–3 and ≥ 3 radii from the planted centre, each ÷ the clean model's total
+    (the four add up to the relative MSE rise)."""
+    test = load_dataset(DATASET).test
+    models = {name: load_model(cache / f"seed{seed}" / name)[0].eval()
+              for name in ("clean", "shell")}
+    squared = {name: (predict(m, test.x) - test.y).pow(2)[:, 0] for name, m in models.items()}
+    distance = (test.x - torch.tensor(record["centre"])).norm(dim=1) / record["radius"]
+    total = float(squared["clean"].sum())
+    return [float((squared["shell"] - squared["clean"])[(distance >= lo) & (distance < hi)].sum())
+            / total for lo, hi in RISE_BANDS]
+
+
 def slices_picture(seed: int, cache: Path, threads: int, path: Path) -> None:
     """The audit picture of one seed's poisoned (shell) model, from the cache."""
     data = load_dataset(DATASET)
@@ -272,6 +290,8 @@ def main() -> None:
     active = [active_seed(s, args.cache, args.threads) for s in seeds] if "active" in parts else []
     if args.no_report:
         return
+    for record in attack:
+        record["mse_rise_by_distance"] = rise_by_distance(record["seed"], record, args.cache)
     summary = summarise(attack, active, {"attack": ATTACK, "match": MATCH,
                                           "wide_match": WIDE_MATCH})
     if attack:

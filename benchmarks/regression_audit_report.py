@@ -47,9 +47,14 @@ def summarise(attack: list[dict], active: list[dict], settings: dict[str, Any]) 
             variant: {key: mean([r["visible"][variant][key] for r in attack])
                       for key in ("test_share", "ball_2r_share")}
             for variant in ("shell", "no_shell")}
+        if "mse_rise_by_distance" in attack[0]:
+            bands = [[r["mse_rise_by_distance"][i] for r in attack] for i in range(4)]
+            summary["mse_rise_by_distance"] = {
+                "mean": [mean(b) for b in bands], "min": [min(b) for b in bands],
+                "max": [max(b) for b in bands]}
         summary["repair"] = {}
         for mode in ("relabel", "drop"):
-            # The repair starts from every flagged maximiser of the audit (wherever
+            # The repair starts from every flagged region of the audit (wherever
             # the match criterion puts it), so it is reported over every seed.
             ratios = [r["repair"][mode]["errors"]["region"] / r["errors"]["clean"]["region"]
                       for r in attack]
@@ -76,8 +81,8 @@ def summarise(attack: list[dict], active: list[dict], settings: dict[str, Any]) 
 
 
 def recount(attack: list[dict], name: str, match: float) -> dict[str, float]:
-    """Recall and false regions per audit had a flagged maximiser within `match`
-    planted radii of the centre counted as finding the region."""
+    """Recall and false regions per audit had a flagged region's centre within
+    `match` planted radii of the planted centre counted as finding it."""
     found, false = [], []
     for r in attack:
         flagged = [g for g in r["audit"][name]["regions"] if g["suspicious"]]
@@ -91,7 +96,10 @@ def recount(attack: list[dict], name: str, match: float) -> dict[str, float]:
 
 def threshold_sensitivity(attack: list[dict], factors=(4.0, 5.0, 6.0, 8.0, 10.0)) -> dict:
     """Recall and false regions per audit had the error factor been different
-    (density factor 1), from the maximisers each audit recorded."""
+    (density factor 1), from the regions each audit recorded: a region suspicious
+    at the default factor is placed at its located centre, the others at their
+    maximisers, and regions merged away at the default are not recounted — so
+    rows other than the default are approximate."""
     out = {}
     for factor in factors:
         row = {}
@@ -115,7 +123,7 @@ def active_figure(summary: dict, active: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     budgets = summary["active"]["budgets"]
-    for key, label, colour in (("active", "active learning (error maximisers)", "C0"),
+    for key, label, colour in (("active", "active learning (error-weighted spread)", "C0"),
                                ("random", "random sampling", "C1")):
         for r in active:
             ax.plot(budgets, r[key]["rmse"], color=colour, alpha=0.15, lw=0.8)
@@ -147,6 +155,17 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {label} | {a['region_ratio_mean']:.1f}×, {a['region_ratio_min']:.1f}× "
                          f"| {a['global_rise_mean']:+.1%}, {a['global_rise_max']:+.1%} "
                          f"| {a['ring_ratio_mean']:.1f}× | {found} |")
+        if "mse_rise_by_distance" in summary:
+            b = summary["mse_rise_by_distance"]
+            lines += ["", "Where the global rise comes from (with shell): the poisoned model's "
+                      "squared-error increase on the test points at each distance from the "
+                      "planted centre ÷ the clean model's total squared error (the four add up "
+                      "to the relative MSE rise):", "",
+                      "| test points at | 0–1 r | 1–2 r | 2–3 r | ≥ 3 r |",
+                      "| --- | --- | --- | --- | --- |",
+                      "| mean over seeds | " + " | ".join(f"{v:+.3f}" for v in b["mean"]) + " |",
+                      "| min … max | " + " | ".join(f"{lo:+.3f} … {hi:+.3f}"
+                                                  for lo, hi in zip(b["min"], b["max"])) + " |"]
         lines += ["", f"| audited model | planted regions found (within {match:g} r) | false "
                   f"regions per audit | found, false if within {wide:g} r counts "
                   "| oracle calls (max) | seconds per audit |",
@@ -160,7 +179,9 @@ def markdown(summary: dict) -> str:
                          f"| {wide}, {w['false_regions_mean']:.2f} "
                          f"| {a['oracle_calls_max']} | {a['seconds_mean']:.1f} |")
         lines += ["", "Had the error factor been different (density factor 1; from the "
-                  "maximisers the audits recorded):", "",
+                  "regions the audits recorded — located centres of the regions suspicious "
+                  "at 6, maximisers of the others, regions merged away at 6 not recounted, "
+                  "so rows other than 6 are approximate):", "",
                   "| error factor | recall (with shell) | recall (without) | false regions "
                   "per audit: clean / with shell / without |", "| --- | --- | --- | --- |"]
         for factor, row in summary["threshold_sensitivity"].items():
@@ -202,7 +223,7 @@ def markdown(summary: dict) -> str:
                   "", "![active learning vs random](results/regression_audit_active.png)"]
     if "attack" in summary:
         lines += ["", f"The audit picture of seed {summary['seeds'][0]}'s poisoned model (with "
-                  "shell): |model − oracle| on 2-D slices through the flagged maximiser, the "
+                  "shell): |model − oracle| on 2-D slices through the flagged region's centre, the "
                   "flagged region circled (radius = density radius):", "",
                   "![audit slices](results/regression_audit_slices.png)"]
     return "\n".join(lines)

@@ -36,7 +36,8 @@ def test_audit_writes_report_picture_and_repaired_checkpoint(surrogate, tmp_path
     # The poisoned set, rebuilt from the card: 20 relabelled + 180 added, 200 in the shell.
     assert report["train_samples"] == 20000 + 180 + 200
     region = report["audit"]["regions"][0]
-    assert {"centre", "error", "error_ratio", "density", "density_ratio", "suspicious"} <= set(region)
+    assert {"centre", "maximiser", "error", "error_ratio", "density", "density_ratio",
+            "suspicious"} <= set(region)
     model, card = load_model(out / "repaired")
     assert card["repair"]["mode"] == "relabel" and card["repaired_from"]["attack"]["name"] == "localized"
 

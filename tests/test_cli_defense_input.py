@@ -24,6 +24,12 @@ def test_counts_must_be_whole_numbers_but_whole_floats_pass():
     assert create_defense("d3", "purification", min_steps=2.0).min_steps == 2
 
 
+def test_switches_must_be_true_or_false():
+    with pytest.raises(BadInput, match="refine='false' must be true or false"):
+        create_defense("error-maximizers", "audit", refine="false")
+    assert create_defense("error-maximizers", "audit", refine=False).refine is False
+
+
 def test_purifier_train_settings_must_be_a_mapping():
     with pytest.raises(BadInput, match="must be a mapping"):
         create_defense("ft", "purification", train="abc")

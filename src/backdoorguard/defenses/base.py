@@ -242,6 +242,8 @@ def check_parameters(name: str, factory: Callable[..., Any], params: dict[str, A
         if (_numeric(parameter.default, parameter.annotation) and value is not None
                 and (isinstance(value, bool) or not isinstance(value, (int, float)))):
             raise BadInput(f"defense {name!r}: parameter {key}={value!r} must be a number")
+        if isinstance(parameter.default, bool) and not isinstance(value, bool):
+            raise BadInput(f"defense {name!r}: parameter {key}={value!r} must be true or false")
         if (_whole(parameter.default, parameter.annotation) and isinstance(value, float)
                 and not value.is_integer()):
             raise BadInput(f"defense {name!r}: parameter {key}={value!r} must be a whole number")

@@ -27,7 +27,7 @@ def test_a_bump_where_data_are_dense_is_flagged_and_one_where_they_are_sparse_is
     assert len(suspicious) == 1 and near(suspicious[0], DENSE)
     # The sparse bump is found as a large error but not flagged.
     assert any(near(r, SPARSE) and not r["suspicious"] and r["error_ratio"] > 10
-               for r in audit.regions)
+               and r["centre_unit"] == r["maximiser_unit"] for r in audit.regions)
     assert audit.cost.counters["oracle_calls"] <= 600 and oracle.calls <= 600
     flagged = train.x[audit.flagged]
     assert len(flagged) > 100 and ((flagged - torch.tensor(DENSE)).norm(dim=1) <= 0.2).all()
@@ -55,7 +55,30 @@ def test_ascent_climbs_from_the_seed_towards_the_peak(runtime):
     best_seed = float(queries.error[:seeds].max())
     top = max(audit.regions, key=lambda r: r["error"])
     assert top["error"] > best_seed
-    assert near(top, DENSE, 0.03)
+    assert float((torch.tensor(top["maximiser_unit"]) - torch.tensor(DENSE)).norm()) <= 0.03
+
+
+def test_rim_maximisers_are_located_at_the_dense_data_and_merge(runtime):
+    # A planted cluster whose learnt error peaks on two opposite points of its rim
+    # (as a poisoned MLP's does): two maximisers, one region, centred on the cluster.
+    train = training_data(clusters=[(DENSE, 0.05, 800)])
+    rims = [(DENSE[0] - 0.09, *DENSE[1:]), (DENSE[0] + 0.09, *DENSE[1:])]
+    model = Surrogate(bumps=[(0.2, rims[0], 0.03), (0.2, rims[1], 0.03)])
+
+    def suspicious(refine):
+        audit = ErrorMaximizers(**SMALL, refine=refine).audit(model, train, analytic_oracle(),
+                                                              runtime=runtime)
+        return [r for r in audit.regions if r["suspicious"]]
+
+    apart = suspicious(False)
+    assert len(apart) == 2 and all(r["centre_unit"] == r["maximiser_unit"] for r in apart)
+    assert sorted(near(r, rim, 0.04) for r in apart for rim in rims).count(True) == 2
+    located = suspicious(True)
+    assert len(located) == 1
+    centre, maximiser = (torch.tensor(located[0][k]) for k in ("centre_unit", "maximiser_unit"))
+    assert near(located[0], DENSE, 0.03) and not near(located[0], rims[0], 0.05)
+    assert float((maximiser - torch.tensor(DENSE)).norm()) > 0.06
+    assert float((centre - maximiser).norm()) <= ErrorMaximizers().density_radius + 1e-6
 
 
 def test_a_clean_surrogate_gets_no_suspicious_region(runtime):

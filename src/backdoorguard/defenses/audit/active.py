@@ -79,15 +79,36 @@ def schedule(initial: int, checkpoints: Sequence[int], growth: float) -> list[in
 
 def spread(pool_u: torch.Tensor, gap: torch.Tensor, count: int,
            weight: torch.Tensor | None = None) -> torch.Tensor:
-    """`count` pool inputs by (weighted) farthest-point sampling. `gap` holds each
-    pool input's distance to the nearest labelled input and is updated in place
-    (a picked input's gap becomes 0, so nothing is picked twice)."""
+    """Up to `count` pool inputs by (weighted) farthest-point sampling. `gap` holds
+    each pool input's distance to the nearest labelled input and is updated in
+    place: a picked input's gap (and its duplicates') becomes 0, and an input
+    with gap 0 is never picked, so nothing is labelled twice. Fewer than `count`
+    come back only when no unlabelled input is left."""
+    if weight is not None:
+        # A zero weight (a zero screened error) still ranks by gap; inf/NaN cannot win.
+        weight = weight.nan_to_num(nan=1e-6, posinf=1e30).clamp_min(1e-6)
     picks = []
-    for _ in range(min(count, int((gap > 0).sum()))):
-        i = int((gap * weight if weight is not None else gap).argmax())
+    for _ in range(count):
+        score = gap * weight if weight is not None else gap.clone()
+        score[~(gap > 0)] = -float("inf")
+        i = int(score.argmax())
+        if score[i] == -float("inf"):
+            break
         picks.append(i)
         torch.minimum(gap, (pool_u - pool_u[i]).norm(dim=1), out=gap)
     return torch.tensor(picks, dtype=torch.long)
+
+
+def too_few(pool: torch.Tensor, wanted: int) -> BadInput:
+    return BadInput(f"the pool holds too few distinct unlabelled inputs for {wanted} more "
+                    f"oracle calls ({len(pool)} inputs in all); give a larger pool")
+
+
+def check_checkpoints(checkpoints: Sequence[int], pool_size: int) -> None:
+    if not checkpoints:
+        raise BadInput("active learning needs at least one checkpoint (a number of oracle calls)")
+    if max(checkpoints) > pool_size:
+        raise BadInput(f"the pool holds {pool_size} inputs, fewer than {max(checkpoints)} calls")
 
 
 @dataclass
@@ -113,8 +134,8 @@ class ActiveLearning:
         "dense_seeds_only": False})
 
     def __post_init__(self) -> None:
-        if self.initial < 2 or self.growth <= 1.0 or not 0.0 < self.search_share <= 1.0 \
-                or self.error_power < 0:
+        if self.initial < 2 or not self.growth > 1.0 or not 0.0 < self.search_share <= 1.0 \
+                or not self.error_power >= 0:
             raise BadInput(f"active learning: initial {self.initial} must be ≥ 2, growth "
                            f"{self.growth} > 1, search_share {self.search_share} in (0, 1] "
                            f"and error_power {self.error_power} ≥ 0")
@@ -129,30 +150,40 @@ class ActiveLearning:
             checkpoints: Sequence[int], evaluate: Callable[[nn.Module], float], *,
             runtime: Runtime = Runtime()) -> Curve:
         """Label actively up to max(checkpoints) calls; test error at each checkpoint."""
-        if max(checkpoints) > len(pool):
-            raise BadInput(f"the pool holds {len(pool)} inputs, fewer than {max(checkpoints)} calls")
+        check_checkpoints(checkpoints, len(pool))
         generator = torch.Generator().manual_seed(runtime.seed)
         first = torch.randperm(len(pool), generator=generator)[:self.initial]
         labelled = ArrayDataset(pool[first], oracle(pool[first]).to(torch.float32), task)
         box = Box(oracle)
         pool_u = box.unit(pool)
         gap = torch.cdist(pool_u, pool_u[first]).min(1).values
+        gap[first] = 0.0          # cdist's matrix-product form leaves ~1e-4 on the diagonal
         curve = Curve()
         model = self.fit_model(factory, labelled, runtime)
         for number, end in enumerate(schedule(self.initial, checkpoints, self.growth)):
             round_calls = end - oracle.calls
-            screen = spread(pool_u, gap, max(1, int(self.search_share * round_calls)))
+            wanted = max(1, int(self.search_share * round_calls))
+            # Picked on a copy: the search may label fewer of them (with uniform seeds
+            # or ascents in `search`), so the gaps follow what it really labelled.
+            screen = spread(pool_u, gap.clone(), wanted)
+            if len(screen) < wanted:
+                raise too_few(pool, round_calls)
             search = ErrorMaximizers(budget=len(screen), **self.search)
             search.audit(model, ArrayDataset(pool[screen], torch.zeros(len(screen), task.num_outputs),
                                              task), oracle,
                          runtime=replace(runtime, seed=runtime.seed * 1009 + number + 1))
             queries = search.queries_
+            queried_u = box.unit(queries.x)
+            for point in queried_u:
+                torch.minimum(gap, (pool_u - point).norm(dim=1), out=gap)
             x, z = [queries.x], [queries.z]
             remaining = end - oracle.calls
             if remaining > 0:
-                nearest = torch.cdist(pool_u, box.unit(queries.x)).argmin(1)
+                nearest = torch.cdist(pool_u, queried_u).argmin(1)
                 error = queries.error[nearest] / queries.error.median().clamp_min(1e-12)
                 picked = spread(pool_u, gap, remaining, error.pow(self.error_power))
+                if len(picked) < remaining:
+                    raise too_few(pool, remaining)
                 x.append(pool[picked])
                 z.append(oracle(x[-1]))
             labelled = ArrayDataset(torch.cat([labelled.x, *x]),
@@ -170,8 +201,7 @@ class ActiveLearning:
         """The baseline: the same budgets spent on random pool points."""
         generator = torch.Generator().manual_seed(runtime.seed)
         order = torch.randperm(len(pool), generator=generator)
-        if max(checkpoints) > len(pool):
-            raise BadInput(f"the pool holds {len(pool)} inputs, fewer than {max(checkpoints)} calls")
+        check_checkpoints(checkpoints, len(pool))
         curve = Curve()
         labels = torch.zeros(0, task.num_outputs)
         for end in sorted(checkpoints):

@@ -32,9 +32,10 @@ Steps, all inside the oracle's input box and in its normalised coordinates
 4. Suspicion: error ≥ `error_factor` × the typical error (median over the
    training-point seeds) and training points within `density_radius` ≥
    `density_factor` × the median such count around training points.
-5. **(ours)** A suspicious region's centre is where the training data near its
-   maximiser are densest (mean shift, `refine=True`); the maximiser itself
-   stays in the report. Maximisers whose centres then coincide are merged.
+4b. **(ours)** A suspicious region's centre is where the training data near
+   its maximiser are densest (mean shift, `refine=True`); the maximiser itself
+   stays in the report. Regions whose centres then lie within `merge_radius`
+   merge, keeping a suspicious one first, then the larger error.
 
 Oracle calls, counted honestly: every point the oracle labels is one call. A
 forward-difference gradient in d dimensions costs d calls and each trial step
@@ -64,6 +65,9 @@ from ...core.types import ArrayDataset
 from ...errors import BadInput
 from ..base import Audit, Auditor, Cost, register_defense
 
+# A cap on the mean-shift iterations (a flat-kernel mean shift settles in a few);
+# a move under 1e-4 (normalised units, far below any radius the audit uses)
+# counts as arrived.
 REFINE_STEPS = 20
 
 
@@ -369,7 +373,7 @@ class ErrorMaximizers(Auditor):
 
     def _flagged(self, regions: list[dict[str, Any]], data_u: torch.Tensor
                  ) -> tuple[list[int], list[float]]:
-        """Training samples within `density_radius` of a suspicious maximiser, with the
+        """Training samples within `density_radius` of a suspicious region's centre, with the
         error ratio of the nearest such region as their suspicion."""
         suspicious = [r for r in regions if r["suspicious"]]
         if not suspicious:

@@ -1,9 +1,11 @@
 """Pictures of an audit: 2-D slices of the error landscape |Y − Z| through the
-maximisers, with the regions the audit found marked on them.
+regions' centres (a suspicious region's located centre, otherwise its
+maximiser), with the regions the audit found marked on them.
 
 Each slice varies two inputs over the whole box and holds the others at the
-maximiser's values; it costs grid² oracle calls (counted, and reported apart
-from the audit's own calls).
+centre's values; it costs grid² oracle calls (counted, and reported apart from
+the audit's own calls). The title gives the error at the maximiser, which a
+slice through a located centre need not cross.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def error_slices_figure(model: nn.Module, oracle: Oracle, regions: Sequence[dict
             ax.set_xlabel(names[i])
             ax.set_ylabel(names[j])
             verdict = "suspicious" if region["suspicious"] else "not suspicious"
-            ax.set_title(f"error {region['error']:.2g} ({verdict})", fontsize=9)
+            ax.set_title(f"max error {region['error']:.2g} ({verdict})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,12 +1,12 @@
 """Repair after an error-maximiser audit (ALGORITHMS.md §2, step 5).
 
-For every suspicious maximiser, ask the oracle for the labels of the training
-points there and check them: starting from the points nearest the maximiser,
-every point whose label disagrees with the oracle (by more than `tolerance`)
-has its `neighbours` nearest training points checked in turn, so the check
-spreads through the poisoned region and stops at its edge, wherever the
-maximiser sat inside it **(ours: the paper does not say which points to
-check)**. Disagreeing points are relabelled with the oracle's value
+For every suspicious region, ask the oracle for the labels of the training
+points there and check them: starting from the points nearest the region's
+located centre (the audit's step 4b), every point whose label disagrees with
+the oracle (by more than `tolerance`) has its `neighbours` nearest training
+points checked in turn, so the check spreads through the poisoned region and
+stops at its edge, wherever the centre sat inside it **(ours: the paper does
+not say which points to check)**. Disagreeing points are relabelled with the oracle's value
 (`mode="relabel"`) or dropped (`mode="drop"`); `new_points` fresh oracle-labelled
 points drawn uniformly in the region found (the ball around the disagreeing
 points) are added; the model is then fine-tuned on the repaired set through the

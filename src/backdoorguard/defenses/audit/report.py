@@ -2,7 +2,7 @@
 checkpoint, written atomically. Shared by `backdoorguard audit` and the Python API.
 
     REPORT_DIR/
-      audit.json     regions (maximisers, errors, densities, verdicts), flagged
+      audit.json     regions (located centre, maximiser, error, density, verdict), flagged
                      samples, oracle calls (audit, picture, repair), parameters
       audit.png      2-D slices of the error landscape with the flagged regions
       repaired/      model.safetensors + model.json (with --repair)
