@@ -8,6 +8,15 @@ interrupted run resumes; `--fresh` starts over.
     python benchmarks/attacks.py [--datasets digits mnist5k ...] [--threads 1]
 
 writes docs/results/attacks.json and docs/attacks.md.
+
+Tuning runs try other trigger settings for one attack on one data set:
+
+    python benchmarks/attacks.py --datasets synthgaze --attacks badnets --param size=8
+
+keeps them in docs/results/attacks_tuning.json (keyed by the attack's full
+parameters) and lists them in docs/attacks.md. A bar cell whose attack has
+exactly the parameters of a tuning run (same data set, rate and recipe) reuses
+that run instead of training the same model again.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from backdoorguard.data import load_dataset
 from backdoorguard.pipeline import resolve, train_run
 
 RESULTS = Path("docs/results/attacks.json")
+TUNING = Path("docs/results/attacks_tuning.json")
 PAGE = Path("docs/attacks.md")
 
 IMAGE_ATTACKS = ["badnets", "blended", "wanet", "sig", "input-aware"]
@@ -58,14 +68,32 @@ def sig_rate(dataset: str, target, share: float = 1.0) -> float:
     return float(near.float().mean()) - 1e-6
 
 
-def run_cell(dataset: str, attack: str | None, runtime: Runtime) -> dict:
+def cell_config(dataset: str, attack: str | None, params: dict | None = None) -> AttackConfig | None:
+    """The attack of one cell: the bar's settings (`PARAMS`), or `params` for a tuning run."""
+    if attack is None:
+        return None
     target = 0 if load_dataset(dataset).task.is_classification else None
-    config = None
-    if attack is not None:
-        rate = sig_rate(dataset, target, SIG_SHARE[attack]) if attack in SIG_SHARE else RATE
-        config = AttackConfig(name="sig" if attack in SIG_SHARE else attack,
-                              poison_rate=rate, target=target,
-                              params=PARAMS.get((dataset, attack), {}))
+    rate = sig_rate(dataset, target, SIG_SHARE[attack]) if attack in SIG_SHARE else RATE
+    return AttackConfig(name="sig" if attack in SIG_SHARE else attack, poison_rate=rate,
+                        target=target,
+                        params=PARAMS.get((dataset, attack), {}) if params is None else params)
+
+
+def tuning_key(dataset: str, attack: str, config: AttackConfig) -> str:
+    """Identifies a trained cell: data set, attack, rate, every trigger parameter
+    (defaults filled in, so a changed default is a different key) and the recipe."""
+    from backdoorguard.attacks import create_attack
+    from backdoorguard.data import recipe
+
+    spec = create_attack(config.name, load_dataset(dataset).task, target=config.target,
+                         **config.params).spec()
+    return (f"{dataset}|{attack}|{config.poison_rate:.6f}|"
+            f"{json.dumps(spec['params'], sort_keys=True)}|{json.dumps(recipe(dataset), sort_keys=True)}")
+
+
+def run_cell(dataset: str, attack: str | None, runtime: Runtime,
+             params: dict | None = None) -> dict:
+    config = cell_config(dataset, attack, params)
     run = TrainRun(dataset=dataset, attack=config)
     start = time.perf_counter()
     result = train_run(run, runtime, resolve(run))
@@ -119,10 +147,48 @@ def write_page(results: dict) -> None:
                          f"{attack_text} | {'pass' if ok else '**miss**'} | {row['seconds']:.0f} | "
                          f"`{params}` |")
         lines.append("")
+    tuning = load(TUNING)
+    if tuning:
+        lines += ["## Tuning runs", "",
+                  "Other trigger settings tried (`--param`), each trained with the data set's recipe, seed 0.",
+                  "The clean metric's change is against the clean model above.", "",
+                  "| data set | attack | clean metric (change) | attack metric | bar | train s | parameters |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in tuning.values():
+            clean = results.get(f"{row['dataset']}|none")
+            if clean is None:
+                continue
+            clean_text, attack_text, ok = verdict(row, clean)
+            lines.append(f"| {row['dataset']} | {row['attack']} | {clean_text} | {attack_text} | "
+                         f"{'pass' if ok else 'miss'} | {row['seconds']:.0f} | "
+                         f"`{json.dumps(row['spec']['params'], sort_keys=True)}` |")
+        lines.append("")
     notes = Path("docs/attacks-notes.md")
     if notes.exists():
         lines += [notes.read_text()]
     PAGE.write_text("\n".join(lines) + "\n")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def parse_params(pairs: list[str]) -> dict:
+    """`K=V` pairs; values are read as YAML (numbers, lists, strings)."""
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param {pair!r} must be KEY=VALUE")
+        params[key] = yaml.safe_load(value)
+    return params
 
 
 def main() -> None:
@@ -131,19 +197,37 @@ def main() -> None:
     parser.add_argument("--attacks", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--param", action="append", default=[],
+                        help="KEY=VALUE: a tuning run with these trigger parameters (needs "
+                             "one data set and one attack)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
-    results = {} if args.fresh or not RESULTS.exists() else json.loads(RESULTS.read_text())
+    results = {} if args.fresh else load(RESULTS)
+    tuning = load(TUNING)
+    if args.param:
+        if len(args.datasets) != 1 or not args.attacks or len(args.attacks) != 1:
+            raise SystemExit("--param needs exactly one --datasets and one --attacks")
+        dataset, attack = args.datasets[0], args.attacks[0]
+        params = parse_params(args.param)
+        key = tuning_key(dataset, attack, cell_config(dataset, attack, params))
+        if key not in tuning:
+            tuning[key] = run_cell(dataset, attack, runtime, params)
+            save(TUNING, load(TUNING) | {key: tuning[key]})  # other tuning runs may write too
+        print(key, tuning[key]["metrics"], tuning[key]["seconds"], flush=True)
+        write_page(load(RESULTS))
+        return
     for dataset in args.datasets:
         for attack in [None] + [a for a in SETTINGS[dataset] if not args.attacks or a in args.attacks]:
             key = f"{dataset}|{attack or 'none'}"
             if key in results:
                 continue
-            results[key] = run_cell(dataset, attack, runtime)
-            print(key, results[key]["metrics"], results[key]["seconds"], flush=True)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+            config = cell_config(dataset, attack)
+            same = tuning.get(tuning_key(dataset, attack, config)) if config else None
+            results[key] = same or run_cell(dataset, attack, runtime)
+            print(key, results[key]["metrics"], results[key]["seconds"],
+                  "(tuning run reused)" if same else "", flush=True)
+            save(RESULTS, results)
     write_page(results)
 
 
