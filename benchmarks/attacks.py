@@ -12,7 +12,9 @@ writes docs/results/attacks.json and docs/attacks.md.
 Tuning runs try other trigger settings for one attack on one data set:
 
     python benchmarks/attacks.py --datasets synthgaze --attacks badnets --param size=8
+    python benchmarks/attacks.py --datasets rotation --attacks none --train epochs=60
 
+(`--train` overrides the recipe's training settings, for the clean model too)
 keeps them in docs/results/attacks_tuning.json (keyed by the attack's full
 parameters) and lists them in docs/attacks.md. A bar cell whose attack has
 exactly the parameters of a tuning run (same data set, rate and recipe) reuses
@@ -79,28 +81,35 @@ def cell_config(dataset: str, attack: str | None, params: dict | None = None) ->
                         params=PARAMS.get((dataset, attack), {}) if params is None else params)
 
 
-def tuning_key(dataset: str, attack: str, config: AttackConfig) -> str:
+def tuning_key(dataset: str, attack: str | None, config: AttackConfig | None,
+               train: dict | None = None) -> str:
     """Identifies a trained cell: data set, attack, rate, every trigger parameter
-    (defaults filled in, so a changed default is a different key) and the recipe."""
+    (defaults filled in, so a changed default is a different key) and the
+    training settings (the recipe with `train` overrides)."""
     from backdoorguard.attacks import create_attack
     from backdoorguard.data import recipe
 
+    settings = recipe(dataset)
+    settings["train"] = {**settings.get("train", {}), **(train or {})}
+    if config is None:
+        return f"{dataset}|none|{json.dumps(settings, sort_keys=True)}"
     spec = create_attack(config.name, load_dataset(dataset).task, target=config.target,
                          **config.params).spec()
     return (f"{dataset}|{attack}|{config.poison_rate:.6f}|"
-            f"{json.dumps(spec['params'], sort_keys=True)}|{json.dumps(recipe(dataset), sort_keys=True)}")
+            f"{json.dumps(spec['params'], sort_keys=True)}|{json.dumps(settings, sort_keys=True)}")
 
 
 def run_cell(dataset: str, attack: str | None, runtime: Runtime,
-             params: dict | None = None) -> dict:
+             params: dict | None = None, train: dict | None = None) -> dict:
     config = cell_config(dataset, attack, params)
-    run = TrainRun(dataset=dataset, attack=config)
+    run = TrainRun(dataset=dataset, attack=config, train=train or {})
     start = time.perf_counter()
     result = train_run(run, runtime, resolve(run))
     return {"dataset": dataset, "attack": attack, "model": result.resolved.model_name,
             "spec": result.attack.spec() if result.attack else None,
             "poison_rate": config.poison_rate if config else 0.0,
-            "metrics": result.metrics.to_dict(), "seconds": round(time.perf_counter() - start, 1)}
+            "metrics": result.metrics.to_dict(), "seconds": round(time.perf_counter() - start, 1),
+            **({"train": train} if train else {})}
 
 
 def verdict(row: dict, clean: dict) -> tuple[str, str, bool]:
@@ -150,18 +159,28 @@ def write_page(results: dict) -> None:
     tuning = load(TUNING)
     if tuning:
         lines += ["## Tuning runs", "",
-                  "Other trigger settings tried (`--param`), each trained with the data set's recipe, seed 0.",
-                  "The clean metric's change is against the clean model above.", "",
-                  "| data set | attack | clean metric (change) | attack metric | bar | train s | parameters |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "Other trigger settings (`--param`) and training settings (`--train`, changes to",
+                  "the recipe) tried, seed 0. The clean metric's change is against the clean model",
+                  "trained with the same settings.", "",
+                  "| data set | attack | training changes | clean metric (change) | attack metric | bar | train s | parameters |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in tuning.values():
-            clean = results.get(f"{row['dataset']}|none")
+            train = row.get("train", {})
+            clean = results.get(f"{row['dataset']}|none") if not train else next(
+                (r for r in tuning.values() if r["dataset"] == row["dataset"]
+                 and r["attack"] is None and r.get("train") == train), None)
+            changes = json.dumps(train, sort_keys=True) if train else "—"
+            if row["attack"] is None:
+                m = row["metrics"]
+                lines.append(f"| {row['dataset']} | none | `{changes}` | MAE {m['clean_mae']:.2f} "
+                             f"| — | — | {row['seconds']:.0f} | |")
+                continue
             if clean is None:
                 continue
             clean_text, attack_text, ok = verdict(row, clean)
-            lines.append(f"| {row['dataset']} | {row['attack']} | {clean_text} | {attack_text} | "
-                         f"{'pass' if ok else 'miss'} | {row['seconds']:.0f} | "
-                         f"`{json.dumps(row['spec']['params'], sort_keys=True)}` |")
+            lines.append(f"| {row['dataset']} | {row['attack']} | {changes if train else '—'} | "
+                         f"{clean_text} | {attack_text} | {'pass' if ok else 'miss'} | "
+                         f"{row['seconds']:.0f} | `{json.dumps(row['spec']['params'], sort_keys=True)}` |")
         lines.append("")
     notes = Path("docs/attacks-notes.md")
     if notes.exists():
@@ -200,19 +219,23 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[],
                         help="KEY=VALUE: a tuning run with these trigger parameters (needs "
                              "one data set and one attack)")
+    parser.add_argument("--train", action="append", default=[],
+                        help="KEY=VALUE: a tuning run with this change to the recipe's "
+                             "training settings (attack `none` trains the clean model)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
     results = {} if args.fresh else load(RESULTS)
     tuning = load(TUNING)
-    if args.param:
+    if args.param or args.train:
         if len(args.datasets) != 1 or not args.attacks or len(args.attacks) != 1:
-            raise SystemExit("--param needs exactly one --datasets and one --attacks")
-        dataset, attack = args.datasets[0], args.attacks[0]
-        params = parse_params(args.param)
-        key = tuning_key(dataset, attack, cell_config(dataset, attack, params))
+            raise SystemExit("--param/--train need exactly one --datasets and one --attacks")
+        dataset = args.datasets[0]
+        attack = None if args.attacks[0] == "none" else args.attacks[0]
+        params, train = parse_params(args.param), parse_params(args.train)
+        key = tuning_key(dataset, attack, cell_config(dataset, attack, params), train)
         if key not in tuning:
-            tuning[key] = run_cell(dataset, attack, runtime, params)
+            tuning[key] = run_cell(dataset, attack, runtime, params, train)
             save(TUNING, load(TUNING) | {key: tuning[key]})  # other tuning runs may write too
         print(key, tuning[key]["metrics"], tuning[key]["seconds"], flush=True)
         write_page(load(RESULTS))
