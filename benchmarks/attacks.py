@@ -173,13 +173,13 @@ def write_page(results: dict) -> None:
             changes = json.dumps(train, sort_keys=True) if train else "—"
             if row["attack"] is None:
                 m = row["metrics"]
-                lines.append(f"| {row['dataset']} | none | `{changes}` | MAE {m['clean_mae']:.2f} "
+                lines.append(f"| {row['dataset']} | none | {f'`{changes}`' if train else '—'} | MAE {m['clean_mae']:.2f} "
                              f"| — | — | {row['seconds']:.0f} | |")
                 continue
             if clean is None:
                 continue
             clean_text, attack_text, ok = verdict(row, clean)
-            lines.append(f"| {row['dataset']} | {row['attack']} | {changes if train else '—'} | "
+            lines.append(f"| {row['dataset']} | {row['attack']} | {f'`{changes}`' if train else '—'} | "
                          f"{clean_text} | {attack_text} | {'pass' if ok else 'miss'} | "
                          f"{row['seconds']:.0f} | `{json.dumps(row['spec']['params'], sort_keys=True)}` |")
         lines.append("")
