@@ -60,3 +60,37 @@ def test_learnt_state_round_trips(trained, digits):
     fresh.load_tensors(attack.tensors())
     x = digits.test.x[:16]
     assert torch.equal(fresh.apply(x), attack.apply(x))
+
+
+def saturated_run(data, runtime):
+    """Input-aware with both generators pushed into saturation, trained one epoch."""
+    attack = create_attack("input-aware", data.task, mask_epochs=1, width=4)
+    with torch.no_grad():
+        attack.mask_net.decode[-1].bias.fill_(-30.0)
+        attack.pattern_net.decode[-1].bias.fill_(30.0)
+    masks = attack._mask(data.train.x[:2])
+    assert torch.equal(masks[0], masks[1]), "the set-up must saturate the mask"
+    with torch.random.fork_rng():  # leave the global generator as later tests expect it
+        torch.manual_seed(0)
+        model = create_model("cnn-small", data.task, width=4, features=8)
+        attack.train_model(model, data.train, TrainConfig(epochs=1, batch_size=16, loss="l1"),
+                           0.25, runtime)
+    return model, attack
+
+
+def test_a_saturated_generator_does_not_turn_training_into_nan(runtime):
+    # Regression task on eye patches. A mask generator pushed far below zero gives
+    # every pixel of every input the same mask value in float32, so two inputs get
+    # identical masks; the diversity loss's root of 0 once sent NaN through Adam
+    # into every weight (synthgaze's benchmark cell ended with MAE NaN).
+    from backdoorguard.data import load_dataset
+
+    data = load_dataset("synthgaze:64")
+    model, attack = saturated_run(data, runtime)
+    for net in (model, attack.mask_net, attack.pattern_net):
+        assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert torch.isfinite(model(attack.apply(data.test.x[:8]))).all()
+    # and the same seed gives the same weights, bit for bit
+    again, _ = saturated_run(data, runtime)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  again.state_dict().values()))

@@ -109,9 +109,15 @@ class InputAware(Attack):
 
     @staticmethod
     def _diversity(x: torch.Tensor, x2: torch.Tensor, out: torch.Tensor, out2: torch.Tensor) -> torch.Tensor:
-        """Mean of ‖x − x2‖ / ‖out − out2‖: small when different inputs get different outputs."""
+        """Mean of ‖x − x2‖ / ‖out − out2‖: small when different inputs get different outputs.
+
+        The root is taken of the mean square plus EPS²: a saturated generator gives
+        two inputs exactly the same output in float32 (a sigmoid is exactly 1 above
+        17, and the steep mask is one value wherever the generator is below −14),
+        and the plain root's gradient at 0 is infinite, times a zero difference:
+        NaN, which Adam spreads to every weight."""
         d_in = (x - x2).flatten(1).pow(2).mean(1).sqrt()
-        d_out = (out - out2).flatten(1).pow(2).mean(1).sqrt()
+        d_out = ((out - out2).flatten(1).pow(2).mean(1) + EPS ** 2).sqrt()
         return (d_in / (d_out + EPS)).mean()
 
     def _mask_objective(self, container: nn.Module, batch: Batch):
