@@ -88,6 +88,16 @@ def zoo(dataset: str, n_calib: int, n_clean: int, per_attack: int, epochs: int) 
     return models
 
 
+def round_robin(models: list[dict]) -> list[dict]:
+    """The zoo's models reordered calib0, clean0, badnets0, blended0, ..., calib1, ...:
+    one of each kind per round."""
+    groups: dict[str, list[dict]] = {}
+    for model in models:
+        groups.setdefault(model["attack"] or model["role"], []).append(model)
+    rounds = max(len(group) for group in groups.values())
+    return [group[i] for i in range(rounds) for group in groups.values() if i < len(group)]
+
+
 def key_of(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -226,6 +236,9 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="cheaper scans (see FAST)")
     parser.add_argument("--cached-only", action="store_true",
                         help="report only detectors whose scans are all cached; train nothing")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (and cache) the zoo's models, round-robin over roles and "
+                             "attacks so an interrupted run leaves a balanced zoo; scan nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -239,6 +252,10 @@ def main() -> None:
     for dataset in args.datasets:
         print(f"{dataset}:", flush=True)
         models = zoo(dataset, args.calib, args.clean, args.per_attack, args.epochs)
+        if args.train_only:
+            for model in round_robin(models):
+                trained(model, runtime)
+            continue
         clean = clean_subset(resolve(TrainRun(dataset=dataset)).data, 0.05, seed=args.seed)
         nets = {}
         for model in models:
