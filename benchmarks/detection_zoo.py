@@ -121,12 +121,13 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
             runtime: Runtime, cached_only: bool = False) -> dict | None:
     """A scan's score and cost, from the cache or scanned now (None with
     `cached_only` when it is not cached)."""
-    path = CACHE / "scans" / f"{key_of(folder_key, method, params, runtime.seed)}.json"
+    detector = build_detector(clean.task, method, params)
+    # keyed by every parameter of the detector, so a change of its defaults is a new scan
+    path = CACHE / "scans" / f"{key_of(folder_key, method, detector.params(), runtime.seed)}.json"
     if path.exists():
         return json.loads(path.read_text())
     if cached_only:
         return None
-    detector = build_detector(clean.task, method, params)
     found = detector.inspect(net, clean, runtime=runtime)
     record = {"score": found.score, "seconds": found.cost.seconds, "passes": found.cost.passes,
               "evidence": {k: v for k, v in found.evidence.items()

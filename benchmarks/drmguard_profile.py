@@ -8,7 +8,8 @@ on the whole clean set and the clean statistics; then one full default scan,
 timed, with its passes over the clean set.
 
     PYTHONPATH=src python benchmarks/drmguard_profile.py [MODEL_DIR] [--dataset synthgaze:2500]
-        [--threads 1] [--repeats 30] [--batch-size 32] [--width 16] [--scan] [--param KEY=VALUE ...]
+        [--threads 1] [--repeats 30] [--batch-size 32] [--width 16]
+        [--scan NAME=JSON ...]
 
 Without MODEL_DIR an untrained model of the data set's recipe is profiled (the
 cost of a step does not depend on the weights).
@@ -17,6 +18,7 @@ cost of a step does not depend on the weights).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -51,9 +53,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=16, help="the generator's width")
-    parser.add_argument("--scan", action="store_true", help="also time one full scan")
-    parser.add_argument("--param", action="append", default=[],
-                        help="detector parameter for the full scan, KEY=VALUE (JSON value)")
+    parser.add_argument("--scan", action="append", default=[], metavar="NAME=JSON",
+                        help="also time one full scan with these detector parameters, e.g. "
+                             "'old={\"batch_size\": 32, \"probe_steps\": 0}' or 'new={}' "
+                             "(repeatable; scans run one after the other in this process)")
     args = parser.parse_args()
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
     device = runtime.torch_device
@@ -133,18 +136,16 @@ def main() -> None:
           f"{args.threads} thread(s), medians of {args.repeats}:")
     for name, seconds in rows.items():
         print(f"  {name:45s} {1000 * seconds:8.1f} ms")
-    if args.scan:
-        params = {}
-        for item in args.param:
-            key, value = item.split("=", 1)
-            import json
-            params[key] = json.loads(value)
+    for item in args.scan:
+        name, params = item.split("=", 1)
+        params = json.loads(params)
         found = create_defense("drmguard", "detection", **params).inspect(model, clean,
                                                                           runtime=runtime)
-        print(f"full scan {params or 'defaults'}: {found.cost.seconds:.1f} s, "
-              f"{found.cost.passes:.1f} passes, {found.cost.counters}, score {found.score:.4g}, "
-              f"runs {[round(r['effective_size'], 4) for r in found.evidence['runs']]}")
-
+        counters = {k: round(v, 1) for k, v in found.cost.counters.items()}
+        print(f"scan {name} {params}: {found.cost.seconds:.1f} s, {found.cost.passes:.1f} "
+              f"passes, {counters}, score {found.score:.4g}, runs "
+              f"{[[round(s['effective_size'], 4) for s in r['stages']] for r in found.evidence['runs']]}",
+              flush=True)
 
 if __name__ == "__main__":
     main()

@@ -14,9 +14,11 @@ Our choices where the paper is silent (measured in docs/drmguard.md):
   paper's λ1 = 20, λ2 = 800 then collapse every model, so λ1 ∈ {0.5, 2} with
   λ2 = 0.1 λ1, and per model the smallest trigger over both λ1 is kept;
 - G is `TriggerGenerator` (residual form, coordinate channels, free bias map,
-  straight-through clip); Adam 1e-3, batch 32, 2 restarts, 150 steps per run
-  (the prototypes used 300; 4 runs × 300 steps took ~5 min per synthgaze scan on
-  this shared CPU, over the 2-minute budget);
+  straight-through clip); Adam 1e-3, batch 16, 2 restarts per λ1;
+- a probe picks the run worth finishing: all 4 runs take 30 steps, the one with
+  the smallest effective trigger goes on to 150 steps (≈ 240 steps of batch 16
+  instead of 4 × 150 of batch 32: a synthgaze scan went from ~5–7 min to under
+  2 min on this shared CPU; docs/drmguard.md says where the time goes);
 - MTR: M is an exponential average (β = 0.9) of the saliency |∂ collapse / ∂x'|
   averaged over batch and channels and scaled to [0, 1], measured every 4th step
   (it costs an extra backward pass through the model); κ = 5;
@@ -113,14 +115,16 @@ class DRMGuard(Detector):
 
     `lambdas`: the output-collapse weights λ1 tried (the smallest trigger wins);
     `angle_ratio`: λ2 = angle_ratio · λ1 (0 disables r_f); `kappa`: MTR weight
-    (0 disables MTR); `restarts`: runs per λ1 with different seeds.
+    (0 disables MTR); `restarts`: runs per λ1 with different seeds; `probe_steps`:
+    every run's first stage, after which only the `keep` smallest triggers are
+    trained on to `steps` (0: every run takes all `steps`, the old default).
     """
 
     def __init__(self, lambdas: tuple[float, ...] | list[float] = (0.5, 2.0),
                  angle_ratio: float = 0.1, kappa: float = 5.0, beta: float = 0.9,
-                 steps: int = 150, lr: float = 1e-3, batch_size: int = 32, restarts: int = 2,
+                 steps: int = 150, lr: float = 1e-3, batch_size: int = 16, restarts: int = 2,
                  width: int = 16, collapse_bound: float = 0.2, threshold: float = -0.03,
-                 max_samples: int = 500, mtr_every: int = 4, probe_steps: int = 0,
+                 max_samples: int = 500, mtr_every: int = 4, probe_steps: int = 30,
                  keep: int = 1):
         lambdas = tuple(float(v) for v in (lambdas if isinstance(lambdas, (list, tuple))
                                           else [lambdas]))
