@@ -10,7 +10,11 @@ each scan's result beside them, so a re-run reuses both.
 
     python benchmarks/detection_zoo.py [--datasets synthgaze:2500 rotation] [--clean 4]
         [--per-attack 2] [--calib 2] [--epochs 8] [--detectors drmguard nc featurere]
-        [--ablations] [--threads 1]
+        [--ablations] [--fast] [--train-only | --trained-only | --cached-only] [--threads 1]
+
+`--train-only` trains the zoo round-robin (calib0, clean0, badnets0, ..., calib1, ...)
+so a run stopped early leaves a balanced zoo; `--trained-only` then scans only the
+models trained so far, and the page states the zoo actually scanned.
 
 writes docs/results/detection_zoo.json, docs/results/detection_roc_<data>.png and
 the results section of docs/detection.md.
@@ -240,6 +244,8 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true",
                         help="train (and cache) the zoo's models, round-robin over roles and "
                              "attacks so an interrupted run leaves a balanced zoo; scan nothing")
+    parser.add_argument("--trained-only", action="store_true",
+                        help="scan only the zoo's models already trained (cached); train nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -257,6 +263,9 @@ def main() -> None:
             for model in round_robin(models):
                 trained(model, runtime)
             continue
+        if args.trained_only:
+            models = [m for m in models if (CACHE / key_of(m["run"].model_dump(), m["seed"])
+                                            / "metrics.json").exists()]
         clean = clean_subset(resolve(TrainRun(dataset=dataset)).data, 0.05, seed=args.seed)
         nets = {}
         for model in models:
@@ -265,8 +274,10 @@ def main() -> None:
                 break
             net, record = trained(model, runtime)
             nets[model["name"]] = (net, record, key_of(model["run"].model_dump(), model["seed"]))
-        results = {"zoo": f"{args.calib} calibration + {args.clean} clean + "
-                          f"{args.per_attack} per attack ({', '.join(ATTACKS)}) models, "
+        counts = {kind: sum((m["attack"] or m["role"]) == kind for m in models)
+                  for kind in ["calib", "clean", *ATTACKS]}
+        results = {"zoo": f"{counts['calib']} calibration + {counts['clean']} clean + "
+                          + " + ".join(f"{counts[a]} {a}" for a in ATTACKS) + " models, "
                           f"{POISON_RATE:.0%} poisoning, {args.epochs} epochs; clean set "
                           f"{len(clean)} samples",
                    "detectors": {}}
