@@ -58,6 +58,7 @@ ATTACK_PARAMS = {
     "blended": lambda i, task: {"alpha": 0.2 + 0.05 * (i % 2), "seed": i},
     "wanet": lambda i, task: {"strength": 4.0, "seed": i},
 }
+LEARNT = 0.5  # asr@tol from which a backdoored model counts as "the backdoor took"
 ABLATIONS = {"drmguard-no-rf": ("drmguard", {"angle_ratio": 0.0}),
              "drmguard-no-mtr": ("drmguard", {"kappa": 0.0})}
 # --fast: cheaper scans than the detectors' defaults (what fitted in the time we
@@ -151,6 +152,12 @@ def summarise(rows: list[dict], threshold: float) -> dict:
            "n_clean": truth.count(False), "n_backdoored": truth.count(True),
            "seconds_median": float(np.median([r["seconds"] for r in scored])),
            "passes_median": float(np.median([r["passes"] for r in scored]))}
+    # backdoors that did not take (asr@tol below LEARNT) are no backdoor to find
+    learnt = [r for r in scored
+              if r["attack"] is None or r["metrics"].get("asr_at_tol", 0.0) >= LEARNT]
+    out["auroc_learnt"] = auroc([r["score"] for r in learnt],
+                                [r["role"] == "backdoored" for r in learnt])
+    out["n_learnt"] = sum(r["role"] == "backdoored" for r in learnt)
     out["per_attack"] = {}
     for attack in ATTACKS:
         chosen = [r for r in scored if r["attack"] in (None, attack)]
@@ -190,13 +197,16 @@ def page_section(all_results: dict) -> str:
                   "each detector's defaults): " + "; ".join(
                       f"{name} {entry.get('params') or 'defaults'}"
                       for name, entry in results["detectors"].items()), "",
-                  "| detector | AUROC | acc @ calibrated threshold | TPR @ 5 % FPR | threshold | "
+                  "| detector | AUROC | AUROC, backdoors that took (asr@tol ≥ "
+                  f"{LEARNT}) | acc @ calibrated threshold | TPR @ 5 % FPR | threshold | "
                   + " | ".join(f"AUROC {a}" for a in ATTACKS) + " | median s | median passes |",
-                  "| --- " * (7 + len(ATTACKS)) + "|"]
+                  "| --- " * (8 + len(ATTACKS)) + "|"]
         for name, entry in results["detectors"].items():
             s = entry["summary"]
             per = [f"{s['per_attack'][a]:.2f}" if a in s["per_attack"] else "–" for a in ATTACKS]
-            lines.append(f"| {name} | {s['auroc']:.2f} | {s['accuracy']:.2f} | "
+            learnt = (f"{s['auroc_learnt']:.2f} ({s['n_learnt']} models)"
+                      if "auroc_learnt" in s else "–")
+            lines.append(f"| {name} | {s['auroc']:.2f} | {learnt} | {s['accuracy']:.2f} | "
                          f"{s['tpr_at_5fpr']:.2f} | {s['threshold']:.4g} | " + " | ".join(per)
                          + f" | {s['seconds_median']:.0f} | {s['passes_median']:.0f} |")
         lines += ["", "Scores per model (score > threshold = flagged; the attack's own "
