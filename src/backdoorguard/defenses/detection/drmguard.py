@@ -68,7 +68,7 @@ class MomentumMap(Hook):
             self.pending = None
 
 
-@dataclass
+@dataclass(eq=False)
 class TriggerRun:
     """One generator trained at one λ1 from one seed, its numbers on the clean set
     after the last stage (and its effective size after each), and what it cost.
@@ -242,7 +242,8 @@ class DRMGuard(Detector):
                 self.advance(model, clean, stats, run, self.probe_steps, runtime)
             finalists = sorted(runs, key=lambda run: run.numbers["effective_size"])[:self.keep]
         for run in finalists:
-            self.advance(model, clean, stats, run, self.steps - run.steps, runtime)
+            if run.steps < self.steps:  # a probe rounded up to whole passes may reach it
+                self.advance(model, clean, stats, run, self.steps - run.steps, runtime)
         best = min(finalists, key=lambda run: run.numbers["effective_size"])
         chosen = best.numbers
         score = -chosen["effective_size"]
