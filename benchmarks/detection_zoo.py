@@ -10,7 +10,11 @@ each scan's result beside them, so a re-run reuses both.
 
     python benchmarks/detection_zoo.py [--datasets synthgaze:2500 rotation] [--clean 4]
         [--per-attack 2] [--calib 2] [--epochs 8] [--detectors drmguard nc featurere]
-        [--ablations] [--threads 1]
+        [--ablations] [--fast] [--train-only | --trained-only | --cached-only] [--threads 1]
+
+`--train-only` trains the zoo round-robin (calib0, clean0, badnets0, ..., calib1, ...)
+so a run stopped early leaves a balanced zoo; `--trained-only` then scans only the
+models trained so far, and the page states the zoo actually scanned.
 
 writes docs/results/detection_zoo.json, docs/results/detection_roc_<data>.png and
 the results section of docs/detection.md.
@@ -54,6 +58,7 @@ ATTACK_PARAMS = {
     "blended": lambda i, task: {"alpha": 0.2 + 0.05 * (i % 2), "seed": i},
     "wanet": lambda i, task: {"strength": 4.0, "seed": i},
 }
+LEARNT = 0.5  # asr@tol from which a backdoored model counts as "the backdoor took"
 ABLATIONS = {"drmguard-no-rf": ("drmguard", {"angle_ratio": 0.0}),
              "drmguard-no-mtr": ("drmguard", {"kappa": 0.0})}
 # --fast: cheaper scans than the detectors' defaults (what fitted in the time we
@@ -88,6 +93,16 @@ def zoo(dataset: str, n_calib: int, n_clean: int, per_attack: int, epochs: int) 
     return models
 
 
+def round_robin(models: list[dict]) -> list[dict]:
+    """The zoo's models reordered calib0, clean0, badnets0, blended0, ..., calib1, ...:
+    one of each kind per round."""
+    groups: dict[str, list[dict]] = {}
+    for model in models:
+        groups.setdefault(model["attack"] or model["role"], []).append(model)
+    rounds = max(len(group) for group in groups.values())
+    return [group[i] for i in range(rounds) for group in groups.values() if i < len(group)]
+
+
 def key_of(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -111,12 +126,13 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
             runtime: Runtime, cached_only: bool = False) -> dict | None:
     """A scan's score and cost, from the cache or scanned now (None with
     `cached_only` when it is not cached)."""
-    path = CACHE / "scans" / f"{key_of(folder_key, method, params, runtime.seed)}.json"
+    detector = build_detector(clean.task, method, params)
+    # keyed by every parameter of the detector, so a change of its defaults is a new scan
+    path = CACHE / "scans" / f"{key_of(folder_key, method, detector.params(), runtime.seed)}.json"
     if path.exists():
         return json.loads(path.read_text())
     if cached_only:
         return None
-    detector = build_detector(clean.task, method, params)
     found = detector.inspect(net, clean, runtime=runtime)
     record = {"score": found.score, "seconds": found.cost.seconds, "passes": found.cost.passes,
               "evidence": {k: v for k, v in found.evidence.items()
@@ -136,6 +152,12 @@ def summarise(rows: list[dict], threshold: float) -> dict:
            "n_clean": truth.count(False), "n_backdoored": truth.count(True),
            "seconds_median": float(np.median([r["seconds"] for r in scored])),
            "passes_median": float(np.median([r["passes"] for r in scored]))}
+    # backdoors that did not take (asr@tol below LEARNT) are no backdoor to find
+    learnt = [r for r in scored
+              if r["attack"] is None or r["metrics"].get("asr_at_tol", 0.0) >= LEARNT]
+    out["auroc_learnt"] = auroc([r["score"] for r in learnt],
+                                [r["role"] == "backdoored" for r in learnt])
+    out["n_learnt"] = sum(r["role"] == "backdoored" for r in learnt)
     out["per_attack"] = {}
     for attack in ATTACKS:
         chosen = [r for r in scored if r["attack"] in (None, attack)]
@@ -175,13 +197,16 @@ def page_section(all_results: dict) -> str:
                   "each detector's defaults): " + "; ".join(
                       f"{name} {entry.get('params') or 'defaults'}"
                       for name, entry in results["detectors"].items()), "",
-                  "| detector | AUROC | acc @ calibrated threshold | TPR @ 5 % FPR | threshold | "
+                  "| detector | AUROC | AUROC, backdoors that took (asr@tol ≥ "
+                  f"{LEARNT}) | acc @ calibrated threshold | TPR @ 5 % FPR | threshold | "
                   + " | ".join(f"AUROC {a}" for a in ATTACKS) + " | median s | median passes |",
-                  "| --- " * (7 + len(ATTACKS)) + "|"]
+                  "| --- " * (8 + len(ATTACKS)) + "|"]
         for name, entry in results["detectors"].items():
             s = entry["summary"]
             per = [f"{s['per_attack'][a]:.2f}" if a in s["per_attack"] else "–" for a in ATTACKS]
-            lines.append(f"| {name} | {s['auroc']:.2f} | {s['accuracy']:.2f} | "
+            learnt = (f"{s['auroc_learnt']:.2f} ({s['n_learnt']} models)"
+                      if "auroc_learnt" in s else "–")
+            lines.append(f"| {name} | {s['auroc']:.2f} | {learnt} | {s['accuracy']:.2f} | "
                          f"{s['tpr_at_5fpr']:.2f} | {s['threshold']:.4g} | " + " | ".join(per)
                          + f" | {s['seconds_median']:.0f} | {s['passes_median']:.0f} |")
         lines += ["", "Scores per model (score > threshold = flagged; the attack's own "
@@ -226,6 +251,11 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="cheaper scans (see FAST)")
     parser.add_argument("--cached-only", action="store_true",
                         help="report only detectors whose scans are all cached; train nothing")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (and cache) the zoo's models, round-robin over roles and "
+                             "attacks so an interrupted run leaves a balanced zoo; scan nothing")
+    parser.add_argument("--trained-only", action="store_true",
+                        help="scan only the zoo's models already trained (cached); train nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -239,6 +269,13 @@ def main() -> None:
     for dataset in args.datasets:
         print(f"{dataset}:", flush=True)
         models = zoo(dataset, args.calib, args.clean, args.per_attack, args.epochs)
+        if args.train_only:
+            for model in round_robin(models):
+                trained(model, runtime)
+            continue
+        if args.trained_only:
+            models = [m for m in models if (CACHE / key_of(m["run"].model_dump(), m["seed"])
+                                            / "metrics.json").exists()]
         clean = clean_subset(resolve(TrainRun(dataset=dataset)).data, 0.05, seed=args.seed)
         nets = {}
         for model in models:
@@ -247,8 +284,10 @@ def main() -> None:
                 break
             net, record = trained(model, runtime)
             nets[model["name"]] = (net, record, key_of(model["run"].model_dump(), model["seed"]))
-        results = {"zoo": f"{args.calib} calibration + {args.clean} clean + "
-                          f"{args.per_attack} per attack ({', '.join(ATTACKS)}) models, "
+        counts = {kind: sum((m["attack"] or m["role"]) == kind for m in models)
+                  for kind in ["calib", "clean", *ATTACKS]}
+        results = {"zoo": f"{counts['calib']} calibration + {counts['clean']} clean + "
+                          + " + ".join(f"{counts[a]} {a}" for a in ATTACKS) + " models, "
                           f"{POISON_RATE:.0%} poisoning, {args.epochs} epochs; clean set "
                           f"{len(clean)} samples",
                    "detectors": {}}

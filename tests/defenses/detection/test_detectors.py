@@ -146,3 +146,30 @@ def test_nc_regression_needs_only_outputs_and_is_reproducible(runtime):
     assert first.score == -first.evidence["mask_size"] * max(
         1.0, first.evidence["collapse"] / 0.2)
     assert 0 < first.evidence["mask_size"] < 1
+
+
+def test_drmguard_probe_finishes_only_the_smallest_run_and_reports_its_cost(runtime):
+    data, model = regression_data(), tiny_regressor()
+    detector = create_defense("drmguard", "detection", lambdas=[0.5, 2.0], restarts=2, steps=24,
+                              probe_steps=6, keep=1, batch_size=16)
+    found = detector.inspect(model, data, runtime=runtime)
+    runs = found.evidence["runs"]
+    finalists = [run for run in runs if run["finalist"]]
+    assert len(runs) == 4 and len(finalists) == 1
+    # every run was probed for 8 steps (6 rounded up to two passes of 4 batches); only the
+    # one with the smallest effective trigger then was trained on to 24 steps
+    probe_sizes = [run["stages"][0]["effective_size"] for run in runs]
+    assert finalists[0]["stages"][0]["effective_size"] == min(probe_sizes)
+    assert [run["steps"] for run in runs if not run["finalist"]] == [8, 8, 8]
+    assert finalists[0]["steps"] == 24
+    assert found.score == -finalists[0]["effective_size"]
+    assert found.cost.counters["steps"] == 48 < 4 * 24
+    # passes over the 64 clean inputs: 16 per step, one per measurement, one for the statistics
+    assert found.cost.passes == pytest.approx(48 * 16 / 64 + 5 + 1)
+    assert 0 < found.cost.counters["probe_seconds"] < found.cost.seconds
+    again = detector.inspect(model, data, runtime=runtime)
+    assert again.score == found.score and again.evidence["runs"] == runs
+    with pytest.raises(BadInput, match="probe_steps"):
+        create_defense("drmguard", "detection", probe_steps=-1)
+    with pytest.raises(BadInput, match="keep"):
+        create_defense("drmguard", "detection", keep=0)
