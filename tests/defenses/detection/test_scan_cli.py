@@ -53,3 +53,23 @@ def test_calibrate_then_scan_with_the_calibration_file(digits_pair, tmp_path):
     assert record["threshold"] == calibration["threshold"]
     assert record["threshold_source"]["kind"] == "calibration"
     assert record["evidence"]["params"]["steps"] == 5
+
+
+def test_a_malformed_calibration_file_is_named_precisely(digits_pair, tmp_path, capsys):
+    good = {"method": "nc", "threshold": 2.0, "clean_scores": {"a": 1.0}, "rule": "max"}
+    cases = [
+        ({**good, "threshold": "high"}, "threshold 'high' must be a number"),
+        ({k: v for k, v in good.items() if k != "rule"}, "lacks rule"),
+        ({**good, "clean_scores": {"a": "low"}}, "clean_scores must map model names to numbers"),
+        ([1, 2], "must hold a JSON object"),
+    ]
+    out = tmp_path / "report"
+    for content, message in cases:
+        path = tmp_path / "calibration.json"
+        path.write_text(json.dumps(content))
+        argv = ["scan", str(digits_pair["clean"]), "--out", str(out), "--calibration", str(path),
+                *FAST]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not out.exists()

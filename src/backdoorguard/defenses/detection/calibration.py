@@ -49,13 +49,26 @@ class Calibration:
     @classmethod
     def read(cls, path: str | Path) -> Calibration:
         data = read_json(Path(path), "calibration file")
-        try:
-            return cls(method=str(data["method"]), threshold=float(data["threshold"]),
-                       clean_scores={str(k): float(v) for k, v in data["clean_scores"].items()},
-                       rule=str(data["rule"]), params=dict(data.get("params", {})))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise BadInput(f"calibration file {str(path)!r} lacks method, threshold, "
-                           "clean_scores or rule") from None
+        where = f"calibration file {str(path)!r}"
+        if not isinstance(data, dict):
+            raise BadInput(f"{where} must hold a JSON object, not {type(data).__name__}")
+        missing = [k for k in ("method", "threshold", "clean_scores", "rule") if k not in data]
+        if missing:
+            raise BadInput(f"{where} lacks {', '.join(missing)} (it needs method, threshold, "
+                           "clean_scores and rule; `backdoorguard calibrate` writes them)")
+        threshold = data["threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise BadInput(f"{where}: threshold {threshold!r} must be a number")
+        scores = data["clean_scores"]
+        if not isinstance(scores, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+            raise BadInput(f"{where}: clean_scores must map model names to numbers")
+        params = data.get("params", {})
+        if not isinstance(params, dict):
+            raise BadInput(f"{where}: params must be a mapping, not {type(params).__name__}")
+        return cls(method=str(data["method"]), threshold=float(threshold),
+                   clean_scores={str(k): float(v) for k, v in scores.items()},
+                   rule=str(data["rule"]), params=dict(params))
 
 
 def threshold_from(scores: Sequence[float], margin: float = 0.1,
