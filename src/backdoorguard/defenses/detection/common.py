@@ -28,6 +28,7 @@ from ...core.training import Hook, History, Objective, fit
 from ...core.types import ArrayDataset, TaskSpec
 from ...errors import BadInput
 from ...models.base import has_convention
+from ..base import Detection, Detector
 
 EPS = 1e-8
 
@@ -60,6 +61,21 @@ def prepared(detector, model: nn.Module, clean: ArrayDataset, runtime: Runtime, 
     device = runtime.torch_device
     clean = limit(clean, detector.max_samples, runtime.seed).to(device)
     return model.to(device).eval(), clean, start
+
+
+class PerTaskDetector(Detector):
+    """A detector with one scan for classification (`_classification`) and one for
+    regression (`_regression`), both called as `scan(model, clean, runtime, start)`
+    after the common checks; `needs_features` asks for the `forward_features` /
+    `head` convention."""
+
+    needs_features = False
+
+    def inspect(self, model: nn.Module, clean: ArrayDataset, *,
+                runtime: Runtime = Runtime()) -> Detection:
+        model, clean, start = prepared(self, model, clean, runtime, features=self.needs_features)
+        scan = self._classification if clean.task.is_classification else self._regression
+        return scan(model, clean, runtime, start)
 
 
 def limit(clean: ArrayDataset, max_samples: int, seed: int) -> ArrayDataset:

@@ -30,9 +30,9 @@ from torch import nn
 from ...core.runtime import Runtime
 from ...core.training import StepLoss
 from ...core.types import ArrayDataset, Batch
-from ..base import Cost, Detection, Detector, register_defense
+from ..base import Cost, Detection, register_defense
 from .common import (EPS, Reversal, TriggerGenerator, anomaly_index, apply_in_batches,
-                     check_positive, clean_statistics, prepared, reverse)
+                     PerTaskDetector, check_positive, clean_statistics, reverse)
 
 HINGE_WEIGHT = 50.0
 
@@ -41,9 +41,11 @@ HINGE_WEIGHT = 50.0
                   "FeatureRE: a bounded input transformation and a feature mask that move "
                   "every input to one target; for regression the target is a free variable",
                   modalities=("image",))
-class FeatureRE(Detector):
+class FeatureRE(PerTaskDetector):
     """`bound`: allowed mean |T(x) − x| on [0, 1]; `mask_budget`: allowed share of
     features in m; `feature_weight`: weight of the two feature terms."""
+
+    needs_features = True
 
     def __init__(self, bound: float = 0.05, mask_budget: float = 0.05,
                  feature_weight: float = 1.0, steps: int = 200, lr: float = 1e-3,
@@ -99,12 +101,6 @@ class FeatureRE(Detector):
                           steps=self.steps, lr=self.lr, batch_size=self.batch_size,
                           runtime=runtime, description="featurere")
         return generator, torch.sigmoid(mask_logits.detach()), history.passes
-
-    def inspect(self, model: nn.Module, clean: ArrayDataset, *,
-                runtime: Runtime = Runtime()) -> Detection:
-        model, clean, start = prepared(self, model, clean, runtime, features=True)
-        scan = self._classification if clean.task.is_classification else self._regression
-        return scan(model, clean, runtime, start)
 
     def _classification(self, model, clean, runtime, start) -> Detection:
         device = runtime.torch_device

@@ -36,19 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...core.runtime import Runtime
 from ...core.training import StepLoss
-from ...core.types import ArrayDataset, Batch
+from ...core.types import Batch
 from ...errors import BadInput
-from ..base import Cost, Detection, Detector, register_defense
+from ..base import Cost, Detection, register_defense
 from .common import (MaskTrigger, Reversal, anomaly_index, apply_in_batches, check_positive,
-                     clean_statistics, effective_size, prepared, reverse)
+                     PerTaskDetector, clean_statistics, effective_size, reverse)
 
 
 @register_defense("nc", "detection",
                   "Neural Cleanse: per-class mask and pattern, MAD anomaly index; for "
                   "regression the target is a free variable", modalities=("image", "series"))
-class NeuralCleanse(Detector):
+class NeuralCleanse(PerTaskDetector):
     """`cost`: λ on the mean mask value; `steps`, `lr`, `batch_size`: the Adam run per
     class (or per model for regression); `anomaly_threshold`: the MAD rule's bound
     (classification); `threshold`: the score bound (regression, −mask size)."""
@@ -75,12 +74,6 @@ class NeuralCleanse(Detector):
         return {"cost": self.cost, "steps": self.steps, "lr": self.lr,
                 "batch_size": self.batch_size, "min_success": self.min_success,
                 "collapse_bound": self.collapse_bound, "max_samples": self.max_samples}
-
-    def inspect(self, model: nn.Module, clean: ArrayDataset, *,
-                runtime: Runtime = Runtime()) -> Detection:
-        model, clean, start = prepared(self, model, clean, runtime, features=False)
-        scan = self._classification if clean.task.is_classification else self._regression
-        return scan(model, clean, runtime, start)
 
     # ------------------------------------------------------------ classification
 
