@@ -42,7 +42,7 @@ from backdoorguard.models import create_model
 from regression_audit_report import active_figure, markdown, summarise, write_docs
 
 DATASET = "barrier-option"
-ATTACK = {"rate": 0.01, "density": 10.0, "shift": 0.004, "shell_ratio": 1.0, "shell_width": 0.5}
+ATTACK = {"rate": 0.003, "density": 10.0, "shell_ratio": 1.0, "shell_width": 0.5}
 AUDIT_BUDGET = 2000
 SMALL_BUDGETS = (100, 200, 400)          # how visible each variant is with few calls
 ACTIVE_BUDGETS = (500, 1000, 2000, 4000)
