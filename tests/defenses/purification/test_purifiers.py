@@ -19,8 +19,11 @@ from backdoorguard.pipeline import clean_subset, train_run, write_train_result
 # ASR after purification (from 1.0): a purifier that does nothing fails every bound.
 # FT and NAD are weak on 70 clean digits (they leave 0.87 and 0.92 here), so
 # their bound only says they act; the methods meant to remove a backdoor get
-# bounds with a margin over what they reach (fp 0.17, d3 0.07, sms 0.30).
-ASR_BOUND = {"ft": 0.95, "nad": 0.97, "fp": 0.4, "d3": 0.2, "sms": 0.5}
+# bounds with a margin over what they reach (d3 0.07, sms 0.30). Fine-pruning on
+# 70 images swings with the clean subset and the numerical path: 0.07-0.62 over
+# three clean subsets x three runtime seeds on one machine (median 0.26), so its
+# bound only says it removes a good part of the backdoor.
+ASR_BOUND = {"ft": 0.95, "nad": 0.97, "fp": 0.7, "d3": 0.2, "sms": 0.5}
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,13 @@ def test_plain_training_learns_the_backdoor(plain):
 
 
 def test_abl_isolates_mostly_poison_and_unlearns_it(digits, setting, runtime):
+    # Six isolation epochs ranked on all six: with the default four (ranked on
+    # the last three) the isolation precision on this setting swings with the
+    # numerical path — 0.0, 0.64, 1.0, 0.14, 0.50 over runtime seeds 0-4 on one
+    # machine — while six ranked on all six gave 0.57-1.0 (docs/abl.md).
     attack, poisoned = setting
-    trained = ABL(train=CONFIG).fit(_model(digits.task), poisoned, runtime=runtime)
+    trained = ABL(train=CONFIG, isolation_epochs=6, rank_epochs=6).fit(
+        _model(digits.task), poisoned, runtime=runtime)
     assert len(trained.isolated) == round(0.01 * len(poisoned))
     found = isolation(trained.isolated, poisoned)
     assert found["precision"] >= 0.5, found        # poison rate 0.1: chance is 0.1
@@ -60,7 +65,7 @@ def test_abl_isolates_mostly_poison_and_unlearns_it(digits, setting, runtime):
     assert (predicted != 0).float().mean() >= 0.8
     phases = [record["phase"] for record in trained.details["history"]]
     assert phases[0] == "isolation" and phases[-1] == "unlearning"
-    assert phases.count("isolation") == 4 and phases.count("training") == 16
+    assert phases.count("isolation") == 6 and phases.count("training") == 14
     assert evaluate(trained.model, digits.test).clean_acc > 0.9
 
 
