@@ -164,7 +164,7 @@ def test_cli_purify_writes_checkpoint_and_report(backdoored, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--method", "nope"], "unknown purification method 'nope'; allowed: "),
+    (["--method", "nope"], "unknown purification defense 'nope'; allowed: d3, "),
     (["--method", "d3", "--param", "warm_start=far-away"], "warm start 'far-away'"),
     (["--method", "ft", "--param", "colour=red"], "has no parameter 'colour'; allowed: "),
 ])
