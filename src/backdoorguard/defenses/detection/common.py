@@ -1,7 +1,7 @@
 """Pieces the detectors share.
 
-- `check_model`: detectors read features and the head through the model
-  convention (`forward_features`, `head`), never through our own classes.
+- `prepared`: the checks before a scan (the task; `models.check_convention` for
+  detectors that read features and the head), then the model and data on the device.
 - `TriggerGenerator`: the reversed trigger of DRMGuard and FeatureRE, an
   input-to-input network in residual form.
 - `MaskTrigger`: Neural Cleanse's mask and pattern, x' = (1 - m) x + m p.
@@ -27,18 +27,10 @@ from ...core.runtime import Runtime
 from ...core.training import Hook, History, Objective, fit
 from ...core.types import ArrayDataset, TaskSpec
 from ...errors import BadInput
-from ...models.base import has_convention
+from ...models.base import check_convention, has_convention
 from ..base import Detection, Detector
 
 EPS = 1e-8
-
-
-def check_model(model: nn.Module, method: str) -> None:
-    """`BadInput` unless `model` has `forward_features(x)` and a linear `head`."""
-    if not has_convention(model):
-        raise BadInput(f"{method} needs a model with forward_features(x) and a linear `head` "
-                       f"(the timm convention); {type(model).__name__} has "
-                       f"{'no forward_features' if not callable(getattr(model, 'forward_features', None)) else 'no nn.Linear head'}")
 
 
 def check_positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -56,7 +48,7 @@ def prepared(detector, model: nn.Module, clean: ArrayDataset, runtime: Runtime, 
     runtime's device, and the start time."""
     detector.check_task(clean.task)
     if features:
-        check_model(model, detector.name)
+        check_convention(model, detector.name)
     start = time.perf_counter()
     device = runtime.torch_device
     clean = limit(clean, detector.max_samples, runtime.seed).to(device)

@@ -39,7 +39,7 @@ from ...core.runtime import Runtime
 from ...core.training import Hook, History, Objective, TrainState, fit
 from ...core.types import ArrayDataset
 from ...errors import BadInput, one_of
-from ...models import has_convention
+from ...models import check_convention
 from ..base import Cost, Purified, Purifier
 
 BATCHNORM_MODES = ("frozen", "train")
@@ -93,9 +93,7 @@ class FineTuningPurifier(Purifier):
     def prepare(self, model: nn.Module, clean: ArrayDataset, runtime: Runtime) -> nn.Module:
         """Checks, then the copy of `model` (on the runtime's device) to change."""
         self.check_task(clean.task)
-        if not has_convention(model):
-            raise BadInput(f"{self.name} needs a model with forward_features() and a linear "
-                           f"`head` (the convention of backdoorguard.models)")
+        check_convention(model, self.name)
         if len(clean) == 0:
             raise BadInput(f"{self.name} needs clean data; the clean set is empty")
         runtime.apply()
