@@ -125,10 +125,7 @@ def calibrate_command(
 ) -> None:
     """Set a detector's threshold from models you know to be clean; `scan
     --calibration FILE` then uses it."""
-    import os
-    import tempfile
-
-    from ..core.checkpoint import load_model, write_json
+    from ..core.checkpoint import load_model, write_json_atomic
     from ..core.types import TaskSpec
     from ..defenses.detection import build_detector, calibrate
     from ..pipeline import check_same_task
@@ -156,14 +153,7 @@ def calibrate_command(
                        runtime=runtime, margin=margin, quantile=quantile)
     record = {**result.to_dict(), "dataset": dataset, "clean_fraction": fraction,
               "seed": runtime.seed}
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.resolve().parent)
-    os.close(handle)
-    try:
-        write_json(Path(tmp), record)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_json_atomic(out, record)
     emit(as_json, {**record, "out": str(out)},
          lambda: console().print(f"{result.method}: threshold {result.threshold:.4g} "
                                  f"({result.rule}) from {len(loaded)} clean models; wrote {out}"))
