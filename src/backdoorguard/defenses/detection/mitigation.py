@@ -21,10 +21,9 @@ from torch import nn
 
 from ...config import TrainConfig, train_settings
 from ...core.runtime import Runtime
-from ...core.training import fit
+from ...core.training import fit, predict
 from ...core.types import ArrayDataset
 from ..base import Cost, Purified, Purifier, register_defense
-from .common import apply_in_batches
 from .drmguard import DRMGuard
 
 
@@ -51,7 +50,8 @@ class DRMGuardMitigation(Purifier):
         start = time.perf_counter()
         detection = self.detector.inspect(model, clean, runtime=runtime)
         device = runtime.torch_device
-        reversed_x = apply_in_batches(detection.trigger.to(device), clean.x, device)
+        reversed_x = predict(detection.trigger.to(device), clean.x, batch_size=256,
+                             device=device)
         data = ArrayDataset(torch.cat([clean.x.cpu(), reversed_x]),
                             torch.cat([clean.y.cpu(), clean.y.cpu()]), clean.task)
         tuned = copy.deepcopy(model)
