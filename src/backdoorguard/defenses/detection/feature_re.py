@@ -69,7 +69,15 @@ class FeatureRE(PerTaskDetector):
                 "batch_size": self.batch_size, "width": self.width,
                 "max_samples": self.max_samples}
 
+    @staticmethod
+    @torch.no_grad()
+    def feature_variance(model: nn.Module, clean: ArrayDataset) -> torch.Tensor:
+        """Per-feature variance on the clean inputs: the unit of the feature terms."""
+        return torch.cat([model.forward_features(clean.x[i:i + 256])
+                          for i in range(0, len(clean), 256)]).var(0).clamp_min(EPS)
+
     def _run(self, model: nn.Module, clean: ArrayDataset, target_loss, extra: list[nn.Parameter],
+             feature_var: torch.Tensor,
              runtime: Runtime) -> tuple[TriggerGenerator, torch.Tensor, float]:
         """One reversal; returns T, the feature mask and the passes it took."""
         device = runtime.torch_device
@@ -77,9 +85,6 @@ class FeatureRE(PerTaskDetector):
         generator = TriggerGenerator(clean.task, self.width).to(device)
         dim = model.head.in_features
         mask_logits = nn.Parameter(torch.zeros(dim, device=device))
-        with torch.no_grad():
-            feature_var = torch.cat([model.forward_features(clean.x[i:i + 256])
-                                     for i in range(0, len(clean), 256)]).var(0).clamp_min(EPS)
         span = clean.task.input_range[1] - clean.task.input_range[0]
 
         def objective(wrapper: Reversal, batch: Batch) -> StepLoss:
@@ -105,11 +110,12 @@ class FeatureRE(PerTaskDetector):
     def _classification(self, model, clean, runtime, start) -> Detection:
         device = runtime.torch_device
         per_class, generators, passes = [], [], 0.0
+        feature_var = self.feature_variance(model, clean)  # the same for every class
         for target in range(clean.task.num_outputs):
             def target_loss(outputs, batch, target=target):
                 return F.cross_entropy(outputs, torch.full_like(batch.y, target))
 
-            generator, mask, used = self._run(model, clean, target_loss, [],
+            generator, mask, used = self._run(model, clean, target_loss, [], feature_var,
                                               replace(runtime, seed=runtime.seed + target))
             moved = predict(generator, clean.x, batch_size=256, device=device).to(device)
             with torch.no_grad():
@@ -141,7 +147,8 @@ class FeatureRE(PerTaskDetector):
         def target_loss(outputs, batch):
             return target_residual(outputs, target, stats["output_var"])
 
-        generator, mask, passes = self._run(model, clean, target_loss, [target], runtime)
+        generator, mask, passes = self._run(model, clean, target_loss, [target],
+                                            self.feature_variance(model, clean), runtime)
         moved = predict(generator, clean.x, batch_size=256, device=device).to(device)
         with torch.no_grad():
             outputs = model(moved)
