@@ -83,10 +83,7 @@ def trigger_figure(trigger: Any, x: torch.Tensor, task: TaskSpec, path: Path) ->
         for row, name in enumerate(("clean", "reversed", "|change|")):
             axes[row][0].set_ylabel(name)
     fig.suptitle("reversed trigger", fontsize=9)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def collapse_figure(model: nn.Module, trigger: Any, clean: ArrayDataset, path: Path) -> Path:
@@ -120,10 +117,7 @@ def collapse_figure(model: nn.Module, trigger: Any, clean: ArrayDataset, path: P
     ax.legend(fontsize=8)
     ax.set_title("outputs on clean vs reversed inputs", fontsize=9)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def write_detection(detection: Detection, model: nn.Module, clean: ArrayDataset,
