@@ -178,8 +178,9 @@ class ABL(TrainingDefense):
                       runtime=runtime, description="abl: train on the rest")
         phases.add("training", history, len(rest))
 
-        stopper = StopWhenUnlearnt(suspects.to(runtime.torch_device), self.stop_acc)
-        unlearning = Unlearning(suspects.to(runtime.torch_device),
+        suspects = suspects.to(runtime.torch_device)  # the stopper and the objective share it
+        stopper = StopWhenUnlearnt(suspects, self.stop_acc)
+        unlearning = Unlearning(suspects,
                                 default_cap(classes, self.ascent_cap), self.ascent_weight,
                                 config.batch_size, runtime.seed)
         unlearn_config = config.model_copy(update={
