@@ -44,7 +44,8 @@ def purify(
     if out is None:
         raise BadInput("--out is required (the directory to write the purified checkpoint to)")
     params = merge(file.get("params") or {}, key_values(param, "--param") or {})
-    create_defense(method, "purification", **params)  # unknown names and bad parameters fail before any work
+    # unknown names and bad parameters fail before any work
+    create_defense(method, "purification", **params)
     check_output(out, overwrite=overwrite)
     runtime = runtime_from(file, seed, device, threads, as_json)
     model, card, dataset, data = checkpoint_and_data(directory, dataset or file.get("dataset"))
