@@ -155,9 +155,9 @@ def main() -> None:
 
 
 def purification_methods() -> list[str]:
-    from backdoorguard import defenses, registry  # noqa: F401  (registers)
+    from backdoorguard.defenses.base import defense_names
 
-    names = [e.name for e in registry.entries("defense") if e.extra.get("family") == "purification"]
+    names = defense_names("purification")
     return [m for m in METHODS if m in names] + [m for m in names if m not in METHODS]
 
 

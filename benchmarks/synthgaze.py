@@ -32,6 +32,7 @@ from backdoorguard.core.types import Splits
 from backdoorguard.data import load_dataset, recipe, synthgaze
 from backdoorguard.models import create_model
 from backdoorguard.pipeline import resolve, train_run
+from backdoorguard.plots import _save
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -119,8 +120,7 @@ def sample_figure(data: Splits, path: Path) -> None:
     axes[3][0].set_ylabel("yaw sweep", fontsize=8)
     axes[4][0].set_ylabel("pitch sweep", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, Path(path), dpi=90)
 
 
 # (name, model, model arguments): None = the data set's recipe

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from backdoorguard.bench.cells import isolation
+from backdoorguard.core.metrics import isolation
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset

@@ -44,13 +44,17 @@ def test_audit_writes_report_picture_and_repaired_checkpoint(surrogate, tmp_path
 
 def test_bad_audit_requests_fail_in_one_line_and_write_nothing(surrogate, tmp_path, capsys):
     out = tmp_path / "report"
+    bad_train = tmp_path / "audit.yaml"
+    bad_train.write_text("repair_train:\n  epoch: 3\n")
     for argv, message in (
             (["--budget", "0"], "budget"),
             (["--slice-grid", "1"], "slice grid"),
             (["--dataset", "digits"], "trained for regression"),
             (["--oracle", "tests.factories:tiny_cnn"], "not a backdoorguard Oracle"),
             (["--param", "merge_radius=-1"], "merge_radius"),
-            (["--repair-mode", "erase", "--repair"], "repair mode")):
+            (["--repair-mode", "erase", "--repair"], "repair mode"),
+            (["--repair-epochs", "-1", "--repair"], "repair train: epochs: "),
+            (["--repair", "--config", str(bad_train)], "repair train: epoch: Extra inputs")):
         code = main(["audit", str(surrogate), "--out", str(out), *argv, *TINY])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error:") and message in err, (argv, err)

@@ -9,7 +9,8 @@ from PIL import Image
 from backdoorguard.attacks.base import Attack
 from backdoorguard.cli import main
 from backdoorguard.core.types import ArrayDataset, TaskSpec
-from backdoorguard.plots import _draw, _figure_module, label_text, pick_samples, preview
+from backdoorguard.errors import BadInput
+from backdoorguard.plots import _draw, _figure_module, _save, label_text, pick_samples, preview
 
 
 def run(capsys, *argv):
@@ -117,3 +118,15 @@ def test_pick_samples_shows_every_class_and_is_seeded():
     assert sorted(data.y[chosen].tolist()) == [0, 0, 1, 1, 2, 2]
     assert torch.equal(chosen, pick_samples(data, 6, seed=3))
     assert not torch.equal(chosen, pick_samples(data, 6, seed=4))
+
+
+def test_save_closes_the_figure_whether_or_not_it_saves(tmp_path):
+    plt = _figure_module()
+    fig, _ = plt.subplots()
+    assert _save(fig, tmp_path / "ok.png").is_file()
+    assert fig.number not in plt.get_fignums()
+    fig, _ = plt.subplots()
+    with pytest.raises(BadInput, match="needs a file suffix"):
+        _save(fig, tmp_path / "picture.nope")
+    assert fig.number not in plt.get_fignums()
+    assert [p.name for p in tmp_path.iterdir()] == ["ok.png"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -72,6 +73,21 @@ def validate(model: type[M], data: dict[str, Any], source: str = "config") -> M:
         value = first.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         raise BadInput(f"{source}: {where}: {first['msg']}{shown}") from None
+
+
+def train_settings(train: TrainConfig | Mapping[str, Any] | None, base: TrainConfig,
+                   source: str) -> TrainConfig:
+    """The training settings a method runs with: `base` (its defaults) with the
+    keys of `train` (a mapping) over it, validated; a `TrainConfig` is taken as
+    it is. An unknown key or a bad value is one-line `BadInput` naming `source`."""
+    if train is None:
+        return base
+    if isinstance(train, TrainConfig):
+        return train
+    if not isinstance(train, Mapping):
+        raise BadInput(f"{source} {train!r} must be a mapping of training settings "
+                       "(epochs, lr, batch_size, ...)")
+    return validate(TrainConfig, {**base.model_dump(), **train}, source)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

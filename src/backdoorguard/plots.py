@@ -112,32 +112,33 @@ def samples_figure(clean: torch.Tensor, task: TaskSpec, path: str | Path, *,
     if triggered is not None and not image:
         fig.suptitle(f"{row_names[0]} (solid) and {row_names[1]} (dashed)", fontsize=9)
     fig.tight_layout()
-    try:
-        return _save(fig, Path(path))
-    finally:
-        plt.close(fig)
+    return _save(fig, Path(path))
 
 
-def _save(fig, path: Path) -> Path:
-    """Save to a temporary file beside `path`, then rename: never a half-written picture."""
-    fmt = path.suffix.lstrip(".").lower()
-    supported = fig.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        raise BadInput(f"picture {str(path)!r} needs a file suffix among: "
-                       f"{', '.join('.' + s for s in sorted(supported))}")
-    if not path.resolve().parent.is_dir():
-        raise BadInput(f"folder {str(path.resolve().parent)!r} of picture {str(path)!r} does "
-                       f"not exist")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
-                                   dir=path.resolve().parent)
-    os.close(handle)
+def _save(fig, path: Path, *, dpi: int = 100) -> Path:
+    """Save to a temporary file beside `path`, then rename: never a half-written
+    picture. The figure is closed whether or not the save succeeds."""
     try:
-        fig.savefig(tmp, dpi=100, format=fmt)
-        os.replace(tmp, path)
+        fmt = path.suffix.lstrip(".").lower()
+        supported = fig.canvas.get_supported_filetypes()
+        if fmt not in supported:
+            raise BadInput(f"picture {str(path)!r} needs a file suffix among: "
+                           f"{', '.join('.' + s for s in sorted(supported))}")
+        if not path.resolve().parent.is_dir():
+            raise BadInput(f"folder {str(path.resolve().parent)!r} of picture {str(path)!r} "
+                           "does not exist")
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
+                                       dir=path.resolve().parent)
+        os.close(handle)
+        try:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        _figure_module().close(fig)
 
 
 def examples_figure(clean: torch.Tensor, triggered: torch.Tensor, task: TaskSpec,

@@ -4,8 +4,9 @@ import os
 import pytest
 import torch
 
+from backdoorguard.core import checkpoint
 from backdoorguard.core.checkpoint import (atomic_output, load_model, load_user_model,
-                                           save_model)
+                                           save_model, write_json_atomic)
 from backdoorguard.errors import BadInput
 from backdoorguard.models import create_model
 
@@ -123,3 +124,30 @@ def test_unwritable_output(tmp_path):
     locked.mkdir(mode=0o500)
     with pytest.raises(BadInput, match="not writable"):
         atomic_output(locked / "out").__enter__()
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_write_json_atomic_leaves_a_whole_file_or_none(tmp_path, monkeypatch, umask_022):
+    path = tmp_path / "thresholds.json"
+    write_json_atomic(path, {"threshold": 1.0})
+    assert json.loads(path.read_text()) == {"threshold": 1.0}
+    assert path.stat().st_mode & 0o777 == 0o644
+
+    def interrupted(target, data):
+        target.write_text('{"thresh')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_json", interrupted)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"threshold": 2.0})
+    with pytest.raises(OSError):
+        write_json_atomic(tmp_path / "new.json", {"threshold": 2.0})
+    # the old file is whole, the new one never appeared, no temporary file is left
+    assert json.loads(path.read_text()) == {"threshold": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["thresholds.json"]

@@ -3,7 +3,7 @@ import torch
 
 from backdoorguard.core.types import TaskSpec
 from backdoorguard.errors import BadInput
-from backdoorguard.models import create_model, has_convention, skip_connections
+from backdoorguard.models import check_convention, create_model, has_convention, skip_connections
 
 CASES = [
     ("cnn-small", TaskSpec("classification", "image", (1, 28, 28), 10), {}, 0),
@@ -70,3 +70,18 @@ def test_bad_arguments():
     task = TaskSpec("classification", "image", (1, 8, 8), 10)
     with pytest.raises(BadInput, match="bad arguments"):
         create_model("cnn-small", task, depth=3)
+
+
+class _NoHead(torch.nn.Module):
+    def forward_features(self, x):
+        return x.flatten(1)
+
+
+@pytest.mark.parametrize("model, missing", [
+    (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), "no forward_features"),
+    (_NoHead(), "no nn.Linear head"),
+])
+def test_check_convention_names_the_method_and_what_is_missing(model, missing):
+    check_convention(create_model("mlp", CASES[-1][1]), "sms")  # our models pass
+    with pytest.raises(BadInput, match=f"^sms needs a model with forward_features.*{missing}$"):
+        check_convention(model, "sms")

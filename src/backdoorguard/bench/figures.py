@@ -26,8 +26,10 @@ def _plt():
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
-    _plt().close(fig)
+    try:
+        fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    finally:
+        _plt().close(fig)
     return buffer.getvalue()
 
 

@@ -42,7 +42,9 @@ def audit_command(
     repair: Annotated[bool, typer.Option("--repair", help="Also write a repaired checkpoint.")] = False,
     repair_mode: Annotated[str | None, typer.Option(help="relabel or drop (default relabel).")] = None,
     repair_budget: Annotated[int | None, typer.Option(help="Oracle calls for the repair (default 2000).")] = None,
-    repair_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs of the repair (default 40).")] = None,
+    repair_epochs: Annotated[int | None, typer.Option(
+        help="Fine-tuning epochs of the repair (default 40); `repair_train` in --config "
+             "sets its other training settings.")] = None,
     slice_grid: Annotated[int | None, typer.Option(help="Points per side of each picture slice (0: no picture; default 15).")] = None,
     oracle: Annotated[str | None, typer.Option(help="Your oracle: package.module:function returning an Oracle.")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Audit parameter KEY=VALUE.")] = None,
@@ -68,12 +70,11 @@ def audit_command(
     settings = _settings(file, budget=budget, repair_mode=repair_mode,
                          repair_budget=repair_budget, repair_epochs=repair_epochs,
                          slice_grid=slice_grid)
-    model, card, dataset, data = checkpoint_and_data(directory, dataset or file.get("dataset"))
     params = {**file.get("params", {}), **(key_values(param, "--param") or {})}
     auditor = create_defense("error-maximizers", "audit", budget=settings["budget"], **params)
     repairer = Repair(mode=settings["repair_mode"], budget=settings["repair_budget"],
-                      train={"epochs": settings["repair_epochs"]}) if (
-        repair or file.get("repair")) else None
+                      train=settings["repair_train"]) if (repair or file.get("repair")) else None
+    model, card, dataset, data = checkpoint_and_data(directory, dataset or file.get("dataset"))
     summary = write_audit_report(
         model.to(runtime.torch_device), training_set(card, data), _oracle(dataset, oracle), out,
         auditor=auditor, repair=repairer, test=data.test, slice_grid=settings["slice_grid"],
@@ -87,19 +88,22 @@ def audit_command(
 
 
 def _settings(file: dict, **flags) -> dict:
-    """Defaults, then the config file, then the flags; checked."""
-    from ..defenses.audit.repair import FINE_TUNE
-
+    """Defaults, then the config file, then the flags; checked. The repair's
+    fine-tuning settings (`repair_train` in the file, `repair_epochs` over it) are
+    checked where every training setting is, when the repair is built."""
     settings = {"budget": 2000, "repair_mode": "relabel", "repair_budget": 2000,
-                "repair_epochs": FINE_TUNE.epochs, "slice_grid": 15}
+                "repair_train": {}, "repair_epochs": None, "slice_grid": 15}
     settings.update({k: file[k] for k in settings if k in file})
     settings.update({k: v for k, v in flags.items() if v is not None})
     grid = settings["slice_grid"]
     if not isinstance(grid, int) or grid < 0 or grid == 1:
         raise BadInput(f"slice grid {grid!r} must be 0 (no picture) or ≥ 2")
-    epochs = settings["repair_epochs"]
-    if not isinstance(epochs, int) or epochs < 0:
-        raise BadInput(f"repair epochs {epochs!r} must be a whole number ≥ 0")
+    train = settings["repair_train"]
+    if not isinstance(train, dict):
+        raise BadInput(f"repair_train {train!r} must be a mapping of training settings "
+                       "(epochs, lr, batch_size, ...)")
+    if settings["repair_epochs"] is not None:
+        settings["repair_train"] = {**train, "epochs": settings["repair_epochs"]}
     return settings
 
 

@@ -10,7 +10,7 @@ import typer
 from ..errors import BadInput
 from . import app
 from .common import (RUNTIME_KEYS, ConfigFile, Device, Json, ModelArgs, ModelFactory, Overwrite,
-                     Seed, Threads, TrustPickle, Weights, config_file, load_cli_model,
+                     Seed, Threads, TrustPickle, Weights, card_dataset, config_file, load_cli_model,
                      console, emit, key_values, metrics_table, runtime_from, parse_target)
 
 # ---------------------------------------------------------------- commands
@@ -148,9 +148,7 @@ def evaluate_command(
     runtime_from(file, seed, device, threads, as_json).apply()
     dataset = dataset or file.get("dataset")
     model, card = load_cli_model(directory, model_factory, weights, model_arg, trust_pickle, dataset)
-    dataset = dataset or card.get("training", {}).get("dataset")
-    if dataset is None:
-        raise BadInput("--dataset is required: the model card does not name its data set")
+    dataset = card_dataset(card, dataset)
     attack_spec: dict[str, Any] | None = file.get("attack") or card.get("attack")
     # a learnt trigger stored with the checkpoint applies when the card's attack is used
     state = None

@@ -41,21 +41,35 @@ def load_cli_model(directory: Path | None, factory: str | None, weights: Path | 
                                          trust_pickle=trust_pickle, dataset=dataset)
 
 
-def checkpoint_and_data(directory: Path, dataset: str | None):
-    """(model, card, data set name, data) for commands that work on a checkpoint and a data set:
-    the data set defaults to the one in the card and must fit the model's task."""
-    from ..core.checkpoint import load_model
+def card_dataset(card: dict[str, Any], dataset: str | None) -> str:
+    """The data set a command works on: `dataset`, else the one the model card names."""
+    dataset = dataset or card.get("training", {}).get("dataset")
+    if dataset is None:
+        raise BadInput("--dataset is required: the model card does not name its data set")
+    return dataset
+
+
+def card_data(card: dict[str, Any], dataset: str | None):
+    """(data set name, data) for a model's card: `card_dataset`, loaded and checked
+    against the task the card records (when it records one)."""
     from ..core.types import TaskSpec
     from ..data import load_dataset
     from ..pipeline import check_same_task
 
-    model, card = load_model(directory)
-    dataset = dataset or card.get("training", {}).get("dataset")
-    if dataset is None:
-        raise BadInput("--dataset is required: the model card does not name its data set")
+    dataset = card_dataset(card, dataset)
     data = load_dataset(dataset)
-    check_same_task(TaskSpec.from_dict(card["task"]), data, dataset)
-    return model, card, dataset, data
+    if "task" in card:
+        check_same_task(TaskSpec.from_dict(card["task"]), data, dataset)
+    return dataset, data
+
+
+def checkpoint_and_data(directory: Path, dataset: str | None):
+    """(model, card, data set name, data) for commands that work on a checkpoint and a data set:
+    the data set defaults to the one in the card and must fit the model's task."""
+    from ..core.checkpoint import load_model
+
+    model, card = load_model(directory)
+    return (model, card, *card_data(card, dataset))
 
 
 def runtime_from(file: dict[str, Any], seed: int | None, device: str | None, threads: int | None,

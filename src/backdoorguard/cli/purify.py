@@ -33,7 +33,8 @@ def purify(
     new checkpoint and purify.json (metrics before and after, DER, what changed, cost)."""
     from ..config import merge
     from ..core.checkpoint import check_output
-    from ..defenses.purification.run import attack_of, make_purifier, purify_step
+    from ..defenses.base import create_defense
+    from ..defenses.purification.run import attack_of, purify_step
 
     file = defense_config_file(config)
     method = method or file.get("method")
@@ -43,7 +44,8 @@ def purify(
     if out is None:
         raise BadInput("--out is required (the directory to write the purified checkpoint to)")
     params = merge(file.get("params") or {}, key_values(param, "--param") or {})
-    make_purifier(method, params)  # unknown names and bad parameters fail before any work
+    # unknown names and bad parameters fail before any work
+    create_defense(method, "purification", **params)
     check_output(out, overwrite=overwrite)
     runtime = runtime_from(file, seed, device, threads, as_json)
     model, card, dataset, data = checkpoint_and_data(directory, dataset or file.get("dataset"))

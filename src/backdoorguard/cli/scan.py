@@ -14,8 +14,8 @@ import typer
 from ..errors import BadInput
 from . import app
 from .common import (ConfigFile, Device, Json, ModelArgs, ModelFactory, Overwrite, Seed, Threads,
-                     TrustPickle, Weights, defense_config_file, console, emit, key_values, load_cli_model,
-                     runtime_from)
+                     TrustPickle, Weights, card_data, defense_config_file, console, emit, key_values,
+                     load_cli_model, runtime_from)
 
 Method = Annotated[str | None, typer.Option(
     help="drmguard, nc or featurere (default: drmguard for regression images, else nc).")]
@@ -27,16 +27,9 @@ Param = Annotated[list[str] | None, typer.Option("--param", help="Detector param
 def _defender_data(model_card: dict[str, Any], dataset: str | None, clean_fraction: float,
                    seed: int):
     """(data set name, its splits, the defender's clean subset) for a model's card."""
-    from ..core.types import TaskSpec
-    from ..data import load_dataset
-    from ..pipeline import check_same_task, clean_subset
+    from ..pipeline import clean_subset
 
-    dataset = dataset or model_card.get("training", {}).get("dataset")
-    if dataset is None:
-        raise BadInput("--dataset is required: the model card does not name its data set")
-    data = load_dataset(dataset)
-    if "task" in model_card:
-        check_same_task(TaskSpec.from_dict(model_card["task"]), data, dataset)
+    dataset, data = card_data(model_card, dataset)
     return dataset, data, clean_subset(data, clean_fraction, seed=seed)
 
 
@@ -125,10 +118,7 @@ def calibrate_command(
 ) -> None:
     """Set a detector's threshold from models you know to be clean; `scan
     --calibration FILE` then uses it."""
-    import os
-    import tempfile
-
-    from ..core.checkpoint import load_model, write_json
+    from ..core.checkpoint import load_model, write_json_atomic
     from ..core.types import TaskSpec
     from ..defenses.detection import build_detector, calibrate
     from ..pipeline import check_same_task
@@ -156,14 +146,7 @@ def calibrate_command(
                        runtime=runtime, margin=margin, quantile=quantile)
     record = {**result.to_dict(), "dataset": dataset, "clean_fraction": fraction,
               "seed": runtime.seed}
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.resolve().parent)
-    os.close(handle)
-    try:
-        write_json(Path(tmp), record)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_json_atomic(out, record)
     emit(as_json, {**record, "out": str(out)},
          lambda: console().print(f"{result.method}: threshold {result.threshold:.4g} "
                                  f"({result.rule}) from {len(loaded)} clean models; wrote {out}"))

@@ -59,6 +59,25 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n")
 
 
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """`write_json` to a file that appears whole or not at all: written beside
+    `path` under a temporary name, given the usual file mode (0666 less the umask,
+    0644 by default), then renamed over `path`; on any error the temporary file
+    is removed and an existing `path` is left as it was."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
+                                    dir=path.resolve().parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write_json(tmp, data)
+        tmp.chmod(0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())

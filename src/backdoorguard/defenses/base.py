@@ -191,14 +191,26 @@ def register_defense(name: str, family: str, description: str, *,
     return decorate
 
 
+def defense_names(family: str) -> list[str]:
+    """Every registered defense of `family` (others plug in by registering)."""
+    return [e.name for e in registry.entries("defense") if e.extra.get("family") == family]
+
+
 def create_defense(name: str, family: str | None = None, **params: Any) -> Defense:
-    """Build a registered defense; `family` (if given) must match."""
-    entry = registry.get("defense", name, family)
+    """Build a registered defense; `family` (if given) must match.
+
+    The one place a defense name and its parameters are checked: an unknown name,
+    one of another family or a bad parameter is `BadInput` saying what is allowed."""
+    try:
+        entry = registry.get("defense", name, family)
+    except BadInput:
+        if family is None:
+            raise
+        raise BadInput(f"unknown {family} defense {name!r}; "
+                       f"allowed: {', '.join(defense_names(family)) or 'none'}") from None
     if family is not None and entry.extra.get("family") != family:
-        known = ", ".join(e.name for e in registry.entries("defense")
-                          if e.extra.get("family") == family)
         raise BadInput(f"{name!r} is a {entry.extra.get('family')} defense, not {family}; "
-                       f"{family} defenses: {known or 'none'}")
+                       f"{family} defenses: {', '.join(defense_names(family)) or 'none'}")
     check_parameters(name, entry.factory, params)
     try:
         return entry.factory(**params)

@@ -11,9 +11,10 @@ from .. import registry
 from ..core.types import TaskSpec
 from ..errors import BadInput
 from . import cnn, mlp, preact_resnet, resnet1d  # noqa: F401  (registers)
-from .base import Backbone, has_convention, skip_connections
+from .base import Backbone, check_convention, has_convention, skip_connections
 
-__all__ = ["Backbone", "create_model", "has_convention", "skip_connections"]
+__all__ = ["Backbone", "check_convention", "create_model", "has_convention",
+           "skip_connections"]
 
 
 def create_model(name: str, task: TaskSpec, **args: Any) -> nn.Module:

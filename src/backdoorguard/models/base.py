@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..core.types import TaskSpec
+from ..errors import BadInput
 
 
 class Backbone(nn.Module):
@@ -80,3 +81,15 @@ def skip_connections(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def has_convention(model: nn.Module) -> bool:
     return callable(getattr(model, "forward_features", None)) and isinstance(
         getattr(model, "head", None), nn.Linear)
+
+
+def check_convention(model: nn.Module, method: str) -> None:
+    """`BadInput` unless `model` has `forward_features(x)` and a linear `head`:
+    `method` reads features and the head through this convention, never through
+    our own classes."""
+    if has_convention(model):
+        return
+    missing = ("no forward_features" if not callable(getattr(model, "forward_features", None))
+               else "no nn.Linear head")
+    raise BadInput(f"{method} needs a model with forward_features(x) and a linear `head` "
+                   f"(the timm convention); {type(model).__name__} has {missing}")

@@ -73,6 +73,19 @@ def test_nothing_suspicious_changes_nothing_and_budget_is_respected(runtime):
         Repair(mode="erase")
 
 
+@pytest.mark.parametrize("train, message", [
+    ({"epoch": 3}, r"^repair train: epoch: Extra inputs are not permitted"),
+    ({"epochs": -1}, r"^repair train: epochs: .*greater than or equal to 0 \(got -1\)"),
+    ("fast", r"^repair train 'fast' must be a mapping"),
+])
+def test_bad_repair_training_settings_are_refused(train, message):
+    with pytest.raises(BadInput, match=message):
+        Repair(train=train)
+    # the settings given are laid over the repair's own fine-tuning defaults
+    assert Repair(train={"lr": 1e-3}).train.model_dump() == {
+        **Repair().train.model_dump(), "lr": 1e-3}
+
+
 def test_audit_then_repair_brings_a_small_mlp_back_to_the_truth():
     # Inputs standardised to [−2, 2] (as barrier-option does): a small MLP then
     # learns the poisoned region sharply, as a real surrogate would.

@@ -10,7 +10,9 @@ from backdoorguard.core.types import ArrayDataset, TaskSpec
 from backdoorguard.data import load_dataset
 from backdoorguard.defenses.base import Detection, Detector, Cost, create_defense
 from backdoorguard.defenses.detection import calibrate
-from backdoorguard.defenses.detection.common import TriggerGenerator, clean_statistics
+from backdoorguard.defenses.detection.common import (TriggerGenerator, clean_statistics,
+                                                     most_anomalous, output_collapse,
+                                                     target_residual)
 from backdoorguard.defenses.detection.drmguard import drmguard_terms
 from backdoorguard.errors import BadInput
 from backdoorguard.models import create_model
@@ -40,6 +42,23 @@ def test_nc_flags_the_backdoored_digits_model_and_not_its_clean_twin(digits_pair
     assert found["backdoored"].backdoored and found["backdoored"].target == 0
     assert not found["clean"].backdoored
     assert found["backdoored"].score > found["clean"].score
+
+
+def test_most_anomalous_is_the_class_with_the_outlying_value():
+    per_class = [{"class": c, "size": size} for c, size in enumerate([1.0, 1.1, 0.9, 1.05, 0.1])]
+    assert most_anomalous(per_class, "size") == 4
+    indices = [entry["anomaly_index"] for entry in per_class]
+    assert indices[4] > 3 and max(indices[:4]) < 1
+
+
+def test_collapse_and_residual_are_in_units_of_the_clean_variance():
+    clean = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 5.0])
+    variance = clean.var(0)
+    assert float(output_collapse(clean, variance)) == pytest.approx(1.0)
+    assert float(output_collapse(torch.ones(200, 2), variance)) == 0.0
+    # one clean standard deviation away from the target in every output: residual 1
+    target = torch.zeros(2)
+    assert float(target_residual(variance.sqrt().expand(10, 2), target, variance)) == pytest.approx(1.0)
 
 
 def test_drmguard_terms_are_fractions_of_their_clean_values():

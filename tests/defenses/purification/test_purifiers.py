@@ -167,9 +167,11 @@ def test_cli_purify_writes_checkpoint_and_report(backdoored, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--method", "nope"], "unknown purification method 'nope'; allowed: "),
+    (["--method", "nope"], "unknown purification defense 'nope'; allowed: d3, "),
     (["--method", "d3", "--param", "warm_start=far-away"], "warm start 'far-away'"),
     (["--method", "ft", "--param", "colour=red"], "has no parameter 'colour'; allowed: "),
+    (["--method", "drmguard", "--param", "loss=huber"], "drmguard purifier fine-tuning: loss: "),
+    (["--method", "drmguard", "--param", "lr=-1"], "drmguard purifier fine-tuning: lr: "),
 ])
 def test_cli_purify_bad_input_exits_2_without_output(argv, message, backdoored, tmp_path, capsys):
     checkpoint = write_train_result(backdoored, tmp_path / "backdoored")

@@ -50,6 +50,7 @@ BAD = [
     (["--defense-param", "trap_steps=2"], "--defense-param needs --defense"),
     (["--defense", "abl", "--defense-param", "isolation_share"], "must look like KEY=VALUE"),
     (["--defense", "error-maximizers"], "is a audit defense, not training"),
+    (["--defense", "nope"], "unknown training defense 'nope'; allowed: abl, "),
     (["--defense", "abl", "--attack", "input-aware"], "learns its trigger while the model trains"),
 ]
 

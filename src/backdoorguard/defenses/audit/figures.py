@@ -19,7 +19,7 @@ from torch import nn
 
 from ...core.oracle import Oracle
 from ...core.training import predict
-from ...plots import _figure_module
+from ...plots import _figure_module, _save
 from .error_maximizers import Box
 
 
@@ -74,8 +74,7 @@ def error_slices_figure(model: nn.Module, oracle: Oracle, regions: Sequence[dict
         fig, ax = plt.subplots(figsize=(4, 2))
         ax.text(0.5, 0.5, "no maximiser to show", ha="center", va="center")
         ax.axis("off")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _save(fig, Path(path))
         return 0
     fig, axes = plt.subplots(len(rows), len(pairs), figsize=(4.2 * len(pairs), 3.8 * len(rows)),
                              squeeze=False)
@@ -96,8 +95,7 @@ def error_slices_figure(model: nn.Module, oracle: Oracle, regions: Sequence[dict
             verdict = "suspicious" if region["suspicious"] else "not suspicious"
             ax.set_title(f"max error {region['error']:.2g} ({verdict})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, Path(path))
     return oracle.calls - before
 
 

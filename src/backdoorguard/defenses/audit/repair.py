@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ...attacks.localized import ball_sample
-from ...config import TrainConfig
+from ...config import TrainConfig, train_settings
 from ...core.oracle import Oracle
 from ...core.runtime import Runtime
 from ...core.training import fit
@@ -69,8 +69,7 @@ class Repair:
         self.mode, self.budget, self.neighbours = mode, int(budget), int(neighbours)
         self.tolerance, self.tolerance_factor = tolerance, float(tolerance_factor)
         self.new_points = int(new_points)
-        self.train = train if isinstance(train, TrainConfig) else FINE_TUNE.model_copy(
-            update=dict(train or {}))
+        self.train = train_settings(train, FINE_TUNE, "repair train")
 
     def repair(self, model: nn.Module, train: ArrayDataset, audit: Audit, oracle: Oracle, *,
                runtime: Runtime = Runtime()) -> Repaired:

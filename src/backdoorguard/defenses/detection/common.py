@@ -1,14 +1,17 @@
 """Pieces the detectors share.
 
-- `check_model`: detectors read features and the head through the model
-  convention (`forward_features`, `head`), never through our own classes.
+- `prepared`: the checks before a scan (the task; `models.check_convention` for
+  detectors that read features and the head), then the model and data on the device.
 - `TriggerGenerator`: the reversed trigger of DRMGuard and FeatureRE, an
   input-to-input network in residual form.
 - `MaskTrigger`: Neural Cleanse's mask and pattern, x' = (1 - m) x + m p.
 - `Reversal` and `reverse`: the inspected model frozen in eval mode behind a
   trainable trigger, trained through the one training loop (`core.training.fit`)
   with a method's own objective and hooks.
-- `anomaly_index`: the MAD anomaly index of Neural Cleanse.
+- `anomaly_index` and `most_anomalous`: the MAD anomaly index of Neural Cleanse
+  and the class it points at.
+- `output_collapse` and `target_residual`: how far reversed inputs collapse the
+  outputs, in units of the clean output variance.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,18 +31,10 @@ from ...core.runtime import Runtime
 from ...core.training import Hook, History, Objective, fit
 from ...core.types import ArrayDataset, TaskSpec
 from ...errors import BadInput
-from ...models.base import has_convention
+from ...models.base import check_convention, has_convention
 from ..base import Detection, Detector
 
 EPS = 1e-8
-
-
-def check_model(model: nn.Module, method: str) -> None:
-    """`BadInput` unless `model` has `forward_features(x)` and a linear `head`."""
-    if not has_convention(model):
-        raise BadInput(f"{method} needs a model with forward_features(x) and a linear `head` "
-                       f"(the timm convention); {type(model).__name__} has "
-                       f"{'no forward_features' if not callable(getattr(model, 'forward_features', None)) else 'no nn.Linear head'}")
 
 
 def check_positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -56,7 +52,7 @@ def prepared(detector, model: nn.Module, clean: ArrayDataset, runtime: Runtime, 
     runtime's device, and the start time."""
     detector.check_task(clean.task)
     if features:
-        check_model(model, detector.name)
+        check_convention(model, detector.name)
     start = time.perf_counter()
     device = runtime.torch_device
     clean = limit(clean, detector.max_samples, runtime.seed).to(device)
@@ -211,15 +207,6 @@ def reverse(reversal: Reversal, clean: ArrayDataset, objective: Objective, *, st
                parameters=reversal.trainable(), runtime=quiet, description=description)
 
 
-@torch.no_grad()
-def apply_in_batches(trigger: nn.Module, x: torch.Tensor, device: torch.device,
-                     batch_size: int = 256) -> torch.Tensor:
-    """`trigger(x)` in eval mode, batch by batch, on the CPU."""
-    trigger.eval()
-    return torch.cat([trigger(x[i:i + batch_size].to(device)).cpu()
-                      for i in range(0, len(x), batch_size)])
-
-
 def head_angles(features: torch.Tensor, head: nn.Linear) -> torch.Tensor:
     """[B, d] angles (radians) between each feature vector and each head row."""
     cosine = F.cosine_similarity(features.unsqueeze(1), head.weight.unsqueeze(0), dim=-1,
@@ -254,6 +241,28 @@ def anomaly_index(values: Sequence[float]) -> list[float]:
     median = tensor.median()
     mad = 1.4826 * (tensor - median).abs().median()
     return ((median - tensor) / mad.clamp_min(1e-12)).tolist()
+
+
+def most_anomalous(per_class: list[dict[str, Any]], key: str) -> int:
+    """Record in each class's entry the anomaly index of its `key`; the class
+    with the largest index (Neural Cleanse's and FeatureRE's candidate target)."""
+    indices = anomaly_index([entry[key] for entry in per_class])
+    for entry, index in zip(per_class, indices):
+        entry["anomaly_index"] = index
+    return max(range(len(indices)), key=lambda t: indices[t])
+
+
+def output_collapse(outputs: torch.Tensor, output_var: torch.Tensor) -> torch.Tensor:
+    """The share of the clean output variance left in `outputs` (mean over the
+    outputs; 1 = untouched, 0 = every input sent to one output)."""
+    return (outputs.var(0) / output_var).mean()
+
+
+def target_residual(outputs: torch.Tensor, target: torch.Tensor,
+                    output_var: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of `outputs` from `target`, each output in units of
+    its clean variance."""
+    return ((outputs - target) ** 2 / output_var).mean()
 
 
 def effective_size(size: float, residual: float, bound: float) -> float:

@@ -39,12 +39,12 @@ import torch
 from torch import nn
 
 from ...core.runtime import Runtime
-from ...core.training import Hook, StepLoss
+from ...core.training import Hook, StepLoss, predict
 from ...core.types import ArrayDataset, Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, Detector, register_defense
-from .common import (Reversal, TriggerGenerator, apply_in_batches, check_positive,
-                     clean_statistics, effective_size, head_angles, prepared, reverse)
+from .common import (Reversal, TriggerGenerator, check_positive, clean_statistics,
+                     effective_size, head_angles, output_collapse, prepared, reverse)
 
 
 class MomentumMap(Hook):
@@ -100,7 +100,7 @@ def drmguard_terms(model: nn.Module, x: torch.Tensor, reversed_x: torch.Tensor,
     features = model.forward_features(reversed_x)
     outputs = model.head(features)
     return {
-        "collapse": (outputs.var(0) / stats["output_var"]).mean(),
+        "collapse": output_collapse(outputs, stats["output_var"]),
         "angle": (head_angles(features, model.head).var(0) / stats["angle_var"]).mean(),
         "size": (weight * (reversed_x - x).abs() / span).mean(),
         "outputs": outputs,
@@ -214,9 +214,8 @@ class DRMGuard(Detector):
                 stats: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
         """Trigger size, remaining output variance and angle variance on all of `clean`."""
         span = clean.task.input_range[1] - clean.task.input_range[0]
-        reversed_x = apply_in_batches(generator, clean.x, device)
-        x = clean.x.cpu()
-        terms = drmguard_terms(model, x.to(device), reversed_x.to(device), stats, span)
+        reversed_x = predict(generator, clean.x, batch_size=256, device=device).to(device)
+        terms = drmguard_terms(model, clean.x.to(device), reversed_x, stats, span)
         return {"size": float(terms["size"]), "collapse": float(terms["collapse"]),
                 "angle": float(terms["angle"]),
                 "target": terms["outputs"].mean(0).cpu().tolist()}

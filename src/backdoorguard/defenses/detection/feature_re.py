@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...core.runtime import Runtime
-from ...core.training import StepLoss
+from ...core.training import StepLoss, predict
 from ...core.types import ArrayDataset, Batch
 from ..base import Cost, Detection, register_defense
-from .common import (EPS, Reversal, TriggerGenerator, anomaly_index, apply_in_batches,
-                     PerTaskDetector, check_positive, clean_statistics, reverse)
+from .common import (EPS, PerTaskDetector, Reversal, TriggerGenerator, check_positive,
+                     clean_statistics, most_anomalous, output_collapse, reverse, target_residual)
 
 HINGE_WEIGHT = 50.0
 
@@ -69,7 +69,15 @@ class FeatureRE(PerTaskDetector):
                 "batch_size": self.batch_size, "width": self.width,
                 "max_samples": self.max_samples}
 
+    @staticmethod
+    @torch.no_grad()
+    def feature_variance(model: nn.Module, clean: ArrayDataset) -> torch.Tensor:
+        """Per-feature variance on the clean inputs: the unit of the feature terms."""
+        return torch.cat([model.forward_features(clean.x[i:i + 256])
+                          for i in range(0, len(clean), 256)]).var(0).clamp_min(EPS)
+
     def _run(self, model: nn.Module, clean: ArrayDataset, target_loss, extra: list[nn.Parameter],
+             feature_var: torch.Tensor,
              runtime: Runtime) -> tuple[TriggerGenerator, torch.Tensor, float]:
         """One reversal; returns T, the feature mask and the passes it took."""
         device = runtime.torch_device
@@ -77,9 +85,6 @@ class FeatureRE(PerTaskDetector):
         generator = TriggerGenerator(clean.task, self.width).to(device)
         dim = model.head.in_features
         mask_logits = nn.Parameter(torch.zeros(dim, device=device))
-        with torch.no_grad():
-            feature_var = torch.cat([model.forward_features(clean.x[i:i + 256])
-                                     for i in range(0, len(clean), 256)]).var(0).clamp_min(EPS)
         span = clean.task.input_range[1] - clean.task.input_range[0]
 
         def objective(wrapper: Reversal, batch: Batch) -> StepLoss:
@@ -105,13 +110,14 @@ class FeatureRE(PerTaskDetector):
     def _classification(self, model, clean, runtime, start) -> Detection:
         device = runtime.torch_device
         per_class, generators, passes = [], [], 0.0
+        feature_var = self.feature_variance(model, clean)  # the same for every class
         for target in range(clean.task.num_outputs):
             def target_loss(outputs, batch, target=target):
                 return F.cross_entropy(outputs, torch.full_like(batch.y, target))
 
-            generator, mask, used = self._run(model, clean, target_loss, [],
+            generator, mask, used = self._run(model, clean, target_loss, [], feature_var,
                                               replace(runtime, seed=runtime.seed + target))
-            moved = apply_in_batches(generator, clean.x, device).to(device)
+            moved = predict(generator, clean.x, batch_size=256, device=device).to(device)
             with torch.no_grad():
                 outputs = model(moved)
                 wanted = torch.full_like(clean.y, target)
@@ -122,17 +128,15 @@ class FeatureRE(PerTaskDetector):
                               "mask_share": float(mask.mean())})
             generators.append(generator)
             passes += used + 1
-        indices = anomaly_index([c["target_loss"] for c in per_class])
-        for entry, index in zip(per_class, indices):
-            entry["anomaly_index"] = index
-        target = max(range(len(indices)), key=lambda t: indices[t])
+        target = most_anomalous(per_class, "target_loss")
+        score = per_class[target]["anomaly_index"]
         threshold = self.anomaly_threshold if self.threshold is None else self.threshold
         evidence = {"per_class": per_class, "params": self.params(), "clean_samples": len(clean),
                     "rule": "max MAD anomaly index of the reversed target loss"}
-        return Detection("featurere", indices[target], threshold, bool(indices[target] > threshold),
+        return Detection("featurere", score, threshold, bool(score > threshold),
                          target, evidence,
                          Cost(time.perf_counter() - start, passes,
-                              {"classes": len(indices)}),
+                              {"classes": len(per_class)}),
                          trigger=generators[target].cpu().eval())
 
     def _regression(self, model, clean, runtime, start) -> Detection:
@@ -141,13 +145,14 @@ class FeatureRE(PerTaskDetector):
         target = nn.Parameter(stats["output_mean"].clone())
 
         def target_loss(outputs, batch):
-            return ((outputs - target) ** 2 / stats["output_var"]).mean()
+            return target_residual(outputs, target, stats["output_var"])
 
-        generator, mask, passes = self._run(model, clean, target_loss, [target], runtime)
-        moved = apply_in_batches(generator, clean.x, device).to(device)
+        generator, mask, passes = self._run(model, clean, target_loss, [target],
+                                            self.feature_variance(model, clean), runtime)
+        moved = predict(generator, clean.x, batch_size=256, device=device).to(device)
         with torch.no_grad():
             outputs = model(moved)
-            collapse = float((outputs.var(0) / stats["output_var"]).mean())
+            collapse = float(output_collapse(outputs, stats["output_var"]))
             size = float((moved - clean.x).abs().mean()
                          / (clean.task.input_range[1] - clean.task.input_range[0]))
         score = 1.0 - collapse

@@ -19,14 +19,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...config import TrainConfig
+from ...config import TrainConfig, train_settings
 from ...core.runtime import Runtime
-from ...core.training import fit
+from ...core.training import fit, predict
 from ...core.types import ArrayDataset
-from ...errors import BadInput
 from ..base import Cost, Purified, Purifier, register_defense
-from .common import apply_in_batches
 from .drmguard import DRMGuard
+
+
+FINE_TUNE = TrainConfig(epochs=10, batch_size=64, optimizer="adam", lr=5e-4, schedule="cosine",
+                        loss="l1")
 
 
 @register_defense("drmguard", "purification",
@@ -39,12 +41,8 @@ class DRMGuardMitigation(Purifier):
     def __init__(self, epochs: int = 10, lr: float = 5e-4, batch_size: int = 64,
                  loss: str = "l1", detector: Mapping[str, Any] | None = None):
         self.detector = DRMGuard(**dict(detector or {}))
-        try:
-            self.train = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size,
-                                     optimizer="adam", schedule="cosine", loss=loss)
-        except ValueError as error:
-            raise BadInput(f"drmguard purifier: bad fine-tuning settings: "
-                           f"{str(error).splitlines()[0]}") from None
+        self.train = train_settings({"epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                     "loss": loss}, FINE_TUNE, "drmguard purifier fine-tuning")
 
     def purify(self, model: nn.Module, clean: ArrayDataset, *,
                runtime: Runtime = Runtime()) -> Purified:
@@ -52,7 +50,8 @@ class DRMGuardMitigation(Purifier):
         start = time.perf_counter()
         detection = self.detector.inspect(model, clean, runtime=runtime)
         device = runtime.torch_device
-        reversed_x = apply_in_batches(detection.trigger.to(device), clean.x, device)
+        reversed_x = predict(detection.trigger.to(device), clean.x, batch_size=256,
+                             device=device)
         data = ArrayDataset(torch.cat([clean.x.cpu(), reversed_x]),
                             torch.cat([clean.y.cpu(), clean.y.cpu()]), clean.task)
         tuned = copy.deepcopy(model)

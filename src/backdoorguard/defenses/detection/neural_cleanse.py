@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...core.training import StepLoss
+from ...core.training import StepLoss, predict
 from ...core.types import Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, register_defense
-from .common import (MaskTrigger, Reversal, anomaly_index, apply_in_batches, check_positive,
-                     PerTaskDetector, clean_statistics, effective_size, reverse)
+from .common import (MaskTrigger, PerTaskDetector, Reversal, check_positive, clean_statistics,
+                     effective_size, most_anomalous, output_collapse, reverse, target_residual)
 
 
 @register_defense("nc", "detection",
@@ -108,11 +108,8 @@ class NeuralCleanse(PerTaskDetector):
                               "counted_size": size * max(1.0, self.min_success
                                                          / max(success, 1e-3))})
         passes, steps = history.passes * classes + 1, history.steps
-        indices = anomaly_index([c["counted_size"] for c in per_class])
-        for entry, index in zip(per_class, indices):
-            entry["anomaly_index"] = index
-        target = max(range(classes), key=lambda t: indices[t])
-        score = indices[target]
+        target = most_anomalous(per_class, "counted_size")
+        score = per_class[target]["anomaly_index"]
         threshold = self.anomaly_threshold if self.threshold is None else self.threshold
         evidence = {"per_class": per_class, "params": self.params(),
                     "clean_samples": len(clean), "rule": "max MAD anomaly index of mask size"}
@@ -133,15 +130,15 @@ class NeuralCleanse(PerTaskDetector):
 
         def objective(wrapper: Reversal, batch: Batch) -> StepLoss:
             outputs = model(wrapper.trigger(batch.x))
-            residual = ((outputs - target) ** 2 / stats["output_var"]).mean()
+            residual = target_residual(outputs, target, stats["output_var"])
             return StepLoss(residual + self.cost * wrapper.trigger.sizes().sum())
 
         history = reverse(reversal, clean, objective, steps=self.steps, lr=self.lr,
                           batch_size=self.batch_size, runtime=runtime, description="nc")
-        reversed_x = apply_in_batches(trigger, clean.x, device)
+        reversed_x = predict(trigger, clean.x, batch_size=256, device=device)
         with torch.no_grad():
             outputs = model(reversed_x.to(device))
-            collapse = float((outputs.var(0) / stats["output_var"]).mean())
+            collapse = float(output_collapse(outputs, stats["output_var"]))
         size = float(trigger.sizes().detach()[0])
         score = -effective_size(size, collapse, self.collapse_bound)
         threshold = -0.03 if self.threshold is None else self.threshold

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ... import registry
 from ...core.checkpoint import atomic_output, write_json
 from ...core.runtime import Runtime
 from ...core.training import predict
@@ -34,9 +33,6 @@ def build_detector(task: TaskSpec, method: str | None = None,
                    threshold: float | None = None) -> Detector:
     """A detector by name (default: `default_method`), checked against `task`."""
     method = method or default_method(task)
-    known = [e.name for e in registry.entries("defense") if e.extra.get("family") == "detection"]
-    if method not in known:
-        raise BadInput(f"unknown detection method {method!r}; allowed: {', '.join(known)}")
     detector = create_defense(method, "detection", **dict(params or {}))
     detector.check_task(task)
     if threshold is not None:
@@ -87,10 +83,7 @@ def trigger_figure(trigger: Any, x: torch.Tensor, task: TaskSpec, path: Path) ->
         for row, name in enumerate(("clean", "reversed", "|change|")):
             axes[row][0].set_ylabel(name)
     fig.suptitle("reversed trigger", fontsize=9)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def collapse_figure(model: nn.Module, trigger: Any, clean: ArrayDataset, path: Path) -> Path:
@@ -124,10 +117,7 @@ def collapse_figure(model: nn.Module, trigger: Any, clean: ArrayDataset, path: P
     ax.legend(fontsize=8)
     ax.set_title("outputs on clean vs reversed inputs", fontsize=9)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def write_detection(detection: Detection, model: nn.Module, clean: ArrayDataset,

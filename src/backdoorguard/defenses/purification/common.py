@@ -34,12 +34,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...config import TrainConfig
+from ...config import TrainConfig, train_settings
 from ...core.runtime import Runtime
 from ...core.training import Hook, History, Objective, TrainState, fit
 from ...core.types import ArrayDataset
 from ...errors import BadInput, one_of
-from ...models import has_convention
+from ...models import check_convention
 from ..base import Cost, Purified, Purifier
 
 BATCHNORM_MODES = ("frozen", "train")
@@ -75,16 +75,7 @@ class FineTuningPurifier(Purifier):
         one_of("batchnorm mode", batchnorm, BATCHNORM_MODES)
         if min_steps < 0:
             raise BadInput(f"min_steps {min_steps} must be ≥ 0")
-        if train is not None and not isinstance(train, (TrainConfig, dict)):
-            raise BadInput(f"{self.name} train {train!r} must be a mapping of training "
-                           "settings (epochs, lr, batch_size, ...)")
-        if isinstance(train, TrainConfig):
-            self.train = train
-        else:
-            from ...config import validate
-
-            self.train = validate(TrainConfig, {**self.DEFAULT_TRAIN.model_dump(),
-                                                **dict(train or {})}, f"{self.name} train")
+        self.train = train_settings(train, self.DEFAULT_TRAIN, f"{self.name} train")
         self.min_steps = int(min_steps)
         self.batchnorm = batchnorm
 
@@ -93,9 +84,7 @@ class FineTuningPurifier(Purifier):
     def prepare(self, model: nn.Module, clean: ArrayDataset, runtime: Runtime) -> nn.Module:
         """Checks, then the copy of `model` (on the runtime's device) to change."""
         self.check_task(clean.task)
-        if not has_convention(model):
-            raise BadInput(f"{self.name} needs a model with forward_features() and a linear "
-                           f"`head` (the convention of backdoorguard.models)")
+        check_convention(model, self.name)
         if len(clean) == 0:
             raise BadInput(f"{self.name} needs clean data; the clean set is empty")
         runtime.apply()

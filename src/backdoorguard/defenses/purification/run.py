@@ -16,29 +16,14 @@ from typing import Any
 
 from torch import nn
 
-from ... import registry
 from ...core.checkpoint import atomic_output, save_model, write_json
 from ...core.metrics import Metrics, der, evaluate
 from ...core.runtime import Runtime
 from ...core.types import Splits, TaskSpec
-from ...errors import BadInput
-from ..base import Purifier, create_defense
+from ..base import create_defense
 
 PURIFY_JSON = "purify.json"
 ATTACK_STATE = "attack.safetensors"
-
-
-def purifier_names() -> list[str]:
-    """Every registered purification defense (others plug in by registering)."""
-    return [e.name for e in registry.entries("defense") if e.extra.get("family") == "purification"]
-
-
-def make_purifier(method: str, params: dict[str, Any] | None = None) -> Purifier:
-    """A purifier by registry name; `BadInput` listing the allowed names otherwise."""
-    names = purifier_names()
-    if method not in names:
-        raise BadInput(f"unknown purification method {method!r}; allowed: {', '.join(names)}")
-    return create_defense(method, "purification", **(params or {}))
 
 
 def defense_effectiveness(before: Metrics, after: Metrics) -> float | None:
@@ -80,7 +65,7 @@ def purify_step(model: nn.Module, data: Splits, attack, directory: str | Path,
     attack sections over, so `evaluate` works on the new checkpoint."""
     from ...pipeline import clean_subset
 
-    purifier = make_purifier(method, params)
+    purifier = create_defense(method, "purification", **(params or {}))
     purifier.check_task(data.task)
     clean = clean_subset(data, clean_fraction, seed=runtime.seed)
     before = evaluate(model, data.test, attack)

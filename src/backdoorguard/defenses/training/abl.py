@@ -36,14 +36,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...config import TrainConfig
+from ...config import TrainConfig, train_settings
 from ...core.runtime import Runtime
 from ...core.training import (Hook, Objective, PerSampleLoss, StepLoss, TrainState, fit,
                               predict, task_loss)
 from ...core.types import ArrayDataset, Batch
 from ..base import Trained, TrainingDefense, register_defense
 from .common import (Phases, capped_ascent, check_params, count, default_cap, flooded,
-                     lga_gamma, train_config)
+                     lga_gamma)
 
 
 def lga_objective(loss: PerSampleLoss, gamma: float) -> Objective:
@@ -136,7 +136,7 @@ class ABL(TrainingDefense):
                  gamma: float | None = None, rank_epochs: int = 3, unlearning_epochs: int = 5,
                  unlearning_lr: float = 5e-4, ascent_cap: float | None = None,
                  ascent_weight: float = 1.0, stop_acc: float = 0.2) -> None:
-        self.train = train_config(train, "abl")
+        self.train = train_settings(train, TrainConfig(), "abl train")
         check_params("abl", {
             "isolation_epochs": (isolation_epochs is None or isolation_epochs >= 1,
                                  isolation_epochs, "an integer ≥ 1 or none"),
@@ -178,8 +178,9 @@ class ABL(TrainingDefense):
                       runtime=runtime, description="abl: train on the rest")
         phases.add("training", history, len(rest))
 
-        stopper = StopWhenUnlearnt(suspects.to(runtime.torch_device), self.stop_acc)
-        unlearning = Unlearning(suspects.to(runtime.torch_device),
+        suspects = suspects.to(runtime.torch_device)  # the stopper and the objective share it
+        stopper = StopWhenUnlearnt(suspects, self.stop_acc)
+        unlearning = Unlearning(suspects,
                                 default_cap(classes, self.ascent_cap), self.ascent_weight,
                                 config.batch_size, runtime.seed)
         unlearn_config = config.model_copy(update={

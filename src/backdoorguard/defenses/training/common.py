@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from ...config import TrainConfig, validate
 from ...core.training import History
 from ...errors import BadInput
 from ..base import Cost
@@ -56,18 +55,6 @@ def check_params(method: str, checks: Mapping[str, tuple[bool, Any, str]]) -> No
     for name, (ok, value, allowed) in checks.items():
         if not ok:
             raise BadInput(f"{method}: {name} {value!r} is out of range; allowed: {allowed}")
-
-
-def train_config(train: TrainConfig | Mapping[str, Any] | None, method: str) -> TrainConfig:
-    """The training settings a defense runs with (a mapping is validated)."""
-    if train is None:
-        return TrainConfig()
-    if isinstance(train, TrainConfig):
-        return train
-    if isinstance(train, Mapping):
-        return validate(TrainConfig, dict(train), f"{method} train")
-    raise BadInput(f"{method}: train must be training settings (a mapping), not "
-                   f"{type(train).__name__}")
 
 
 def count(share: float, n: int) -> int:

@@ -55,14 +55,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config import TrainConfig
+from ...config import TrainConfig, train_settings
 from ...core.runtime import Runtime
 from ...core.training import Hook, StepLoss, TrainState, fit, task_loss
 from ...core.types import ArrayDataset, Batch
 from ...errors import BadInput
 from ..base import Trained, TrainingDefense, register_defense
 from .common import (Phases, capped_ascent, check_params, count, default_cap, flooded,
-                     lga_gamma, train_config)
+                     lga_gamma)
 
 POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg")}
 
@@ -252,7 +252,7 @@ class E2ABL(TrainingDefense):
                  recover_all: bool = True,
                  relabel_confidence: float = 0.99, unlearn_share: float = 0.02,
                  unlearn_weight: float = 1.0, ascent_cap: float | None = None) -> None:
-        self.train = train_config(train, "e2abl")
+        self.train = train_settings(train, TrainConfig(), "e2abl train")
         check_params("e2abl", {
             "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
             "trap_width": (trap_width is None or trap_width >= 1, trap_width,
