@@ -4,13 +4,22 @@ threshold, TPR at 5 % FPR, per data set and per attack.
 Per data set: `--calib` clean models used only to calibrate each detector's
 threshold (`calibrate`, max clean score + 0.1 × spread), and a scored zoo of
 `--clean` clean models and backdoored models spread over the attacks (seeds,
-targets, trigger placements varied). Trained models are cached under
+targets, trigger placements varied). Regression (synthgaze, rotation): BadNets,
+Blended, WaNet with strong triggers at 20 % poisoning, targets near the label
+range's edges. Classification (digits, mnist5k): BadNets, Blended, WaNet,
+Input-aware with the attacks' default triggers at 10 % poisoning, all-to-one,
+the target class spread over the classes; each detector's own verdict (MAD
+anomaly index > 2) and the class it names are reported beside the calibrated
+threshold. Trained models are cached under
 benchmarks/.cache/detection_zoo/ (gitignored) keyed by their run settings, and
 each scan's result beside them, so a re-run reuses both.
 
     python benchmarks/detection_zoo.py [--datasets synthgaze:2500 rotation] [--clean 4]
-        [--per-attack 2] [--calib 2] [--epochs 8] [--detectors drmguard nc featurere]
+        [--per-attack 2] [--calib 2] [--epochs N] [--detectors drmguard nc featurere]
         [--ablations] [--fast] [--train-only | --trained-only | --cached-only] [--threads 1]
+
+`--epochs` defaults to 8 for regression and to the data set's recipe for
+classification (digits 30, mnist5k 15).
 
 `--train-only` trains the zoo round-robin (calib0, clean0, badnets0, ..., calib1, ...)
 so a run stopped early leaves a balanced zoo; `--trained-only` then scans only the
@@ -35,7 +44,7 @@ from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import accuracy_at_threshold, auroc, tpr_at_fpr
 from backdoorguard.core.runtime import Runtime
-from backdoorguard.data import load_dataset
+from backdoorguard.data import load_dataset, recipe
 from backdoorguard.defenses.detection import build_detector
 from backdoorguard.defenses.detection.calibration import threshold_from
 from backdoorguard.pipeline import clean_subset, resolve, train_run, write_train_result
@@ -59,6 +68,19 @@ ATTACK_PARAMS = {
     "wanet": lambda i, task: {"strength": 4.0, "seed": i},
 }
 LEARNT = 0.5  # asr@tol from which a backdoored model counts as "the backdoor took"
+REGRESSION_EPOCHS = 8
+# Classification: the attacks' default triggers took on digits and mnist5k at 10 %
+# (ASR 0.94-1.00, docs/attacks.md). SIG is left out: clean-label, ASR 0.00 on
+# digits and 0.54 at a 9-point accuracy cost on mnist5k (docs/attacks.md).
+CLASSIFICATION_ATTACKS = ["badnets", "blended", "wanet", "input-aware"]
+CLASSIFICATION_POISON_RATE = 0.1
+CLASSIFICATION_PARAMS = {
+    "badnets": lambda i, task: {"position": CORNERS[i % 4], "seed": i},
+    "blended": lambda i, task: {"seed": i},
+    "wanet": lambda i, task: {"seed": i},
+    "input-aware": lambda i, task: {"seed": i},
+}
+TOOK = 0.5  # ASR from which a backdoored classifier counts as "the backdoor took"
 ABLATIONS = {"drmguard-no-rf": ("drmguard", {"angle_ratio": 0.0}),
              "drmguard-no-mtr": ("drmguard", {"kappa": 0.0})}
 # --fast: cheaper scans than the detectors' defaults (what fitted in the time we
@@ -73,6 +95,29 @@ def target_for(task, i: int) -> list[float]:
     return [round(lo + edge * (hi - lo), 2) for lo, hi in task.label_range]
 
 
+def target_class(task, k: int) -> int:
+    """The target class of the k-th backdoored classifier of a zoo: steps of 3
+    through the classes, so any 10 consecutive models of a 10-class zoo cover every
+    class and each attack's models get targets far apart."""
+    return (3 * k) % task.num_outputs
+
+
+def attacks_for(task) -> list[str]:
+    return CLASSIFICATION_ATTACKS if task.is_classification else ATTACKS
+
+
+def poison_rate_for(task) -> float:
+    return CLASSIFICATION_POISON_RATE if task.is_classification else POISON_RATE
+
+
+def default_epochs(dataset: str) -> int:
+    """The training length when `--epochs` is not given: the recipe's for
+    classification (the attacks' measured strength uses it), 8 for regression."""
+    if load_dataset(dataset).task.is_classification:
+        return int(recipe(dataset)["train"]["epochs"])
+    return REGRESSION_EPOCHS
+
+
 def zoo(dataset: str, n_calib: int, n_clean: int, per_attack: int, epochs: int) -> list[dict]:
     task = load_dataset(dataset).task
     train = {"epochs": epochs}
@@ -80,14 +125,23 @@ def zoo(dataset: str, n_calib: int, n_clean: int, per_attack: int, epochs: int) 
               for i in range(n_calib)]
     models += [{"name": f"clean{i}", "role": "clean", "attack": None, "seed": i}
                for i in range(n_clean)]
-    for attack in ATTACKS:
-        for i in range(per_attack):
-            models.append({"name": f"{attack}{i}", "role": "backdoored", "attack": attack,
-                           "seed": 10 + i, "target": target_for(task, i),
-                           "params": ATTACK_PARAMS[attack](i, task)})
+    if task.is_classification:
+        for a, attack in enumerate(CLASSIFICATION_ATTACKS):
+            for i in range(per_attack):
+                k = a * per_attack + i
+                models.append({"name": f"{attack}{i}", "role": "backdoored", "attack": attack,
+                               "seed": 10 + k, "target": target_class(task, k),
+                               "params": CLASSIFICATION_PARAMS[attack](i, task)})
+    else:
+        for attack in ATTACKS:
+            for i in range(per_attack):
+                models.append({"name": f"{attack}{i}", "role": "backdoored", "attack": attack,
+                               "seed": 10 + i, "target": target_for(task, i),
+                               "params": ATTACK_PARAMS[attack](i, task)})
+    rate = poison_rate_for(task)
     for model in models:
         attack = None if model["attack"] is None else AttackConfig(
-            name=model["attack"], poison_rate=POISON_RATE, target=model["target"],
+            name=model["attack"], poison_rate=rate, target=model["target"],
             params=model["params"])
         model["run"] = TrainRun(dataset=dataset, attack=attack, train=train)
     return models
@@ -137,13 +191,47 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     record = {"score": found.score, "seconds": found.cost.seconds, "passes": found.cost.passes,
               "evidence": {k: v for k, v in found.evidence.items()
                            if isinstance(v, (int, float, bool, str))}}
+    if clean.task.is_classification:
+        # the detector's own rule (MAD anomaly index > 2) and the class it blames
+        record.update(verdict=bool(found.backdoored), named_target=int(found.target),
+                      class_indices=[c["anomaly_index"] for c in found.evidence["per_class"]])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     print(f"    {detector_name}: score {found.score:.4g} ({found.cost.seconds:.0f} s)", flush=True)
     return record
 
 
-def summarise(rows: list[dict], threshold: float) -> dict:
+def attack_success(metrics: dict) -> float:
+    """The attack's success on the test set: ASR (classification) or asr@tol."""
+    return metrics.get("asr", metrics.get("asr_at_tol", 0.0))
+
+
+def own_rule(rows: list[dict]) -> dict:
+    """The detector's own verdict (`verdict`, its MAD rule) on the scored models:
+    accuracy, TPR, FPR, and how often it names the true target class, over all
+    backdoored models and over those whose backdoor took (ASR ≥ TOOK)."""
+    scored = [r for r in rows if r["role"] != "calib"]
+    backdoored = [r for r in scored if r["role"] == "backdoored"]
+    clean = [r for r in scored if r["role"] == "clean"]
+    took = [r for r in backdoored if attack_success(r["metrics"]) >= TOOK]
+
+    def share(chosen: list[dict], test) -> float | None:
+        return sum(bool(test(r)) for r in chosen) / len(chosen) if chosen else None
+
+    return {"own_accuracy": share(scored, lambda r: r["verdict"] == (r["role"] == "backdoored")),
+            "own_tpr": share(backdoored, lambda r: r["verdict"]),
+            "own_fpr": share(clean, lambda r: r["verdict"]),
+            "own_tpr_took": share(took, lambda r: r["verdict"]),
+            "names_target": share(backdoored, lambda r: r["named_target"] == r["true_target"]),
+            "names_target_took": share(took,
+                                       lambda r: r["named_target"] == r["true_target"]),
+            "names_target_flagged": share([r for r in backdoored if r["verdict"]],
+                                          lambda r: r["named_target"] == r["true_target"]),
+            "n_took": len(took)}
+
+
+def summarise(rows: list[dict], threshold: float, attacks: list[str] = ATTACKS,
+              classification: bool = False) -> dict:
     scored = [r for r in rows if r["role"] != "calib"]
     scores = [r["score"] for r in scored]
     truth = [r["role"] == "backdoored" for r in scored]
@@ -152,18 +240,21 @@ def summarise(rows: list[dict], threshold: float) -> dict:
            "n_clean": truth.count(False), "n_backdoored": truth.count(True),
            "seconds_median": float(np.median([r["seconds"] for r in scored])),
            "passes_median": float(np.median([r["passes"] for r in scored]))}
-    # backdoors that did not take (asr@tol below LEARNT) are no backdoor to find
-    learnt = [r for r in scored
-              if r["attack"] is None or r["metrics"].get("asr_at_tol", 0.0) >= LEARNT]
+    # backdoors that did not take (asr@tol below LEARNT, ASR below TOOK) are no backdoor
+    # to find
+    bar = TOOK if classification else LEARNT
+    learnt = [r for r in scored if r["attack"] is None or attack_success(r["metrics"]) >= bar]
     out["auroc_learnt"] = auroc([r["score"] for r in learnt],
                                 [r["role"] == "backdoored" for r in learnt])
     out["n_learnt"] = sum(r["role"] == "backdoored" for r in learnt)
     out["per_attack"] = {}
-    for attack in ATTACKS:
+    for attack in attacks:
         chosen = [r for r in scored if r["attack"] in (None, attack)]
         if any(r["attack"] == attack for r in chosen):
             out["per_attack"][attack] = auroc([r["score"] for r in chosen],
                                               [r["attack"] is not None for r in chosen])
+    if classification:
+        out.update(own_rule(rows))
     return out
 
 
@@ -190,9 +281,61 @@ def roc_figure(results: dict, dataset: str, path: Path) -> None:
     plt.close(fig)
 
 
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def classification_lines(results: dict) -> list[str]:
+    """The tables of a classification zoo: the calibrated threshold beside each
+    detector's own rule (MAD anomaly index > 2), and per model its ASR, clean
+    accuracy, true target, and each detector's score, verdict and named class."""
+    attacks = results.get("attacks", CLASSIFICATION_ATTACKS)
+    lines = ["| detector | AUROC | AUROC, backdoors that took (ASR ≥ "
+             f"{TOOK}) | acc @ calibrated threshold | TPR @ 5 % FPR | threshold | "
+             "own rule: acc / TPR / FPR | names true target (all / took) | "
+             + " | ".join(f"AUROC {a}" for a in attacks) + " | median s | median passes |",
+             "| --- " * (10 + len(attacks)) + "|"]
+    for name, entry in results["detectors"].items():
+        s = entry["summary"]
+        per = [f"{s['per_attack'][a]:.2f}" if a in s["per_attack"] else "–" for a in attacks]
+        lines.append(
+            f"| {name} | {s['auroc']:.2f} | {s['auroc_learnt']:.2f} ({s['n_learnt']} models) | "
+            f"{s['accuracy']:.2f} | {s['tpr_at_5fpr']:.2f} | {s['threshold']:.4g} | "
+            f"{fmt(s['own_accuracy'])} / {fmt(s['own_tpr'])} / {fmt(s['own_fpr'])} | "
+            f"{fmt(s['names_target'])} / {fmt(s['names_target_took'])} | " + " | ".join(per)
+            + f" | {s['seconds_median']:.0f} | {s['passes_median']:.0f} |")
+    detectors = results["detectors"]
+    lines += ["", "Scores per model (score > threshold = flagged at the calibrated threshold; "
+              "✓ = flagged by the detector's own rule, then the class it names; the ASR on "
+              "the triggered test set shows whether the backdoor took):", "",
+              "| model | role | attack | target | ASR | clean acc | "
+              + " | ".join(detectors) + " |", "| --- " * (6 + len(detectors)) + "|"]
+    first = next(iter(detectors.values()))["rows"]
+    for i, row in enumerate(first):
+        metrics = row["metrics"]
+        cells = []
+        for entry in detectors.values():
+            other = entry["rows"][i]
+            cells.append(f"{other['score']:.3g} {'✓' if other['verdict'] else '·'} "
+                         f"→{other['named_target']}")
+        target = "–" if row.get("true_target") is None else row["true_target"]
+        asr = fmt(metrics.get("asr")) if row["attack"] else "–"
+        lines.append(f"| {row['name']} | {row['role']} | {row['attack'] or '–'} | {target} | "
+                     f"{asr} | {metrics['clean_acc']:.3f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def page_section(all_results: dict) -> str:
     lines = [MARK_BEGIN, ""]
     for dataset, results in all_results.items():
+        if results.get("task") == "classification":
+            lines += [f"### {dataset}", "", f"Zoo: {results['zoo']}. Scan parameters (beyond "
+                      "each detector's defaults): " + "; ".join(
+                          f"{name} {entry.get('params') or 'defaults'}"
+                          for name, entry in results["detectors"].items()), ""]
+            lines += classification_lines(results)
+            lines += ["", f"![ROC curves]({results['roc']})", ""]
+            continue
         lines += [f"### {dataset}", "", f"Zoo: {results['zoo']}. Scan parameters (beyond "
                   "each detector's defaults): " + "; ".join(
                       f"{name} {entry.get('params') or 'defaults'}"
@@ -245,7 +388,9 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=2)
     parser.add_argument("--clean", type=int, default=4)
     parser.add_argument("--per-attack", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: 8 for regression, the data set's "
+                             "recipe for classification)")
     parser.add_argument("--detectors", nargs="+", default=["drmguard", "nc", "featurere"])
     parser.add_argument("--ablations", action="store_true")
     parser.add_argument("--fast", action="store_true", help="cheaper scans (see FAST)")
@@ -259,6 +404,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    for name in ("calib", "clean", "per_attack", "epochs"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "epochs" else 0):
+            parser.error(f"--{name.replace('_', '-')} {value}: allowed: an integer ≥ "
+                         f"{1 if name == 'epochs' else 0}")
     runtime = Runtime(seed=args.seed, device="auto", threads=args.threads, progress=False).apply()
     detectors = {name: (name, {}) for name in args.detectors}
     if args.ablations:
@@ -268,7 +418,10 @@ def main() -> None:
                      for name, (method, params) in detectors.items()}
     for dataset in args.datasets:
         print(f"{dataset}:", flush=True)
-        models = zoo(dataset, args.calib, args.clean, args.per_attack, args.epochs)
+        task = load_dataset(dataset).task
+        epochs = args.epochs if args.epochs is not None else default_epochs(dataset)
+        attacks = attacks_for(task)
+        models = zoo(dataset, args.calib, args.clean, args.per_attack, epochs)
         if args.train_only:
             for model in round_robin(models):
                 trained(model, runtime)
@@ -285,12 +438,16 @@ def main() -> None:
             net, record = trained(model, runtime)
             nets[model["name"]] = (net, record, key_of(model["run"].model_dump(), model["seed"]))
         counts = {kind: sum((m["attack"] or m["role"]) == kind for m in models)
-                  for kind in ["calib", "clean", *ATTACKS]}
+                  for kind in ["calib", "clean", *attacks]}
         results = {"zoo": f"{counts['calib']} calibration + {counts['clean']} clean + "
-                          + " + ".join(f"{counts[a]} {a}" for a in ATTACKS) + " models, "
-                          f"{POISON_RATE:.0%} poisoning, {args.epochs} epochs; clean set "
+                          + " + ".join(f"{counts[a]} {a}" for a in attacks) + " models, "
+                          f"{poison_rate_for(task):.0%} poisoning, {epochs} epochs; clean set "
                           f"{len(clean)} samples",
                    "detectors": {}}
+        if task.is_classification:
+            results.update(task="classification", attacks=attacks,
+                           zoo=results["zoo"].replace(" poisoning,", " poisoning (all-to-one, "
+                                                      "target class varied),"))
         slug = dataset.replace(":", "_")
         roc = Path(f"docs/results/detection_roc_{slug}.png")
         results["roc"] = f"results/{roc.name}"
@@ -307,12 +464,15 @@ def main() -> None:
                     break
                 rows.append({"name": model["name"], "role": model["role"],
                              "attack": model["attack"], "metrics": record["metrics"], **scan})
+                if task.is_classification:
+                    rows[-1]["true_target"] = model.get("target")
             if len(rows) < len(models):
                 print(f"  {name}: not all scans cached; left out", flush=True)
                 continue
             threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
             results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
-                                          "summary": summarise(rows, threshold)}
+                                          "summary": summarise(rows, threshold, attacks,
+                                                               task.is_classification)}
             print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
             # written after every detector, so an interrupted run leaves what it measured
             roc_figure(results, dataset, roc)

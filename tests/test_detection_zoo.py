@@ -1,0 +1,142 @@
+"""The detection-zoo benchmark (benchmarks/detection_zoo.py): how it builds a
+classification zoo, and the arithmetic of its summaries."""
+
+import math
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import detection_zoo as dz  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits_zoo():
+    return dz.zoo("digits", 4, 10, 4, dz.default_epochs("digits"))
+
+
+def test_classification_zoo_roles_attacks_and_rates(digits_zoo):
+    roles = Counter(m["role"] for m in digits_zoo)
+    assert roles == {"calib": 4, "clean": 10, "backdoored": 16}
+    backdoored = [m for m in digits_zoo if m["role"] == "backdoored"]
+    assert Counter(m["attack"] for m in backdoored) == {
+        "badnets": 4, "blended": 4, "wanet": 4, "input-aware": 4}
+    for model in backdoored:
+        attack = model["run"].attack
+        assert attack.poison_rate == 0.1 and attack.mode == "all-to-one"
+        assert attack.target == model["target"]
+    assert all(m["run"].attack is None for m in digits_zoo if m["role"] != "backdoored")
+    # every model trains for the recipe's epochs (30 for digits), not the regression 8
+    assert {m["run"].train["epochs"] for m in digits_zoo} == {30}
+    # distinct training seeds: no two models are the same cached run
+    assert len({m["seed"] for m in digits_zoo}) == len(digits_zoo)
+
+
+def test_classification_targets_cover_the_classes(digits_zoo):
+    backdoored = [m for m in digits_zoo if m["role"] == "backdoored"]
+    assert all(isinstance(m["target"], int) for m in backdoored)
+    assert {m["target"] for m in backdoored} == set(range(10))
+    for attack in dz.CLASSIFICATION_ATTACKS:
+        targets = [m["target"] for m in backdoored if m["attack"] == attack]
+        assert len(set(targets)) == 4, (attack, targets)
+
+
+def test_badnets_corners_vary_and_sig_is_left_out(digits_zoo):
+    corners = [m["params"]["position"] for m in digits_zoo if m["attack"] == "badnets"]
+    assert sorted(corners) == sorted(dz.CORNERS)
+    assert "sig" not in {m["attack"] for m in digits_zoo}
+
+
+def test_regression_zoo_keeps_its_settings():
+    assert dz.default_epochs("rotation") == 8
+    models = dz.zoo("rotation", 1, 1, 1, 8)
+    backdoored = [m for m in models if m["role"] == "backdoored"]
+    assert [m["attack"] for m in backdoored] == ["badnets", "blended", "wanet"]
+    assert all(m["run"].attack.poison_rate == 0.2 for m in backdoored)
+    assert all(isinstance(m["target"], list) for m in backdoored)
+
+
+def row(name, role, score, verdict, named, true=None, asr=None, attack=None):
+    metrics = {"clean_acc": 0.99, **({} if asr is None else {"asr": asr})}
+    return {"name": name, "role": role, "attack": attack, "score": score, "seconds": 10.0,
+            "passes": 5, "verdict": verdict, "named_target": named, "true_target": true,
+            "metrics": metrics}
+
+
+@pytest.fixture
+def rows():
+    return [
+        # calibration models: flagged by the own rule, which must not count
+        row("calib0", "calib", 3.0, True, 1), row("calib1", "calib", 2.5, True, 2),
+        row("clean0", "clean", 1.0, False, 0), row("clean1", "clean", 1.5, False, 4),
+        row("clean2", "clean", 2.5, True, 7), row("clean3", "clean", 0.5, False, 1),
+        row("badnets0", "backdoored", 4.0, True, 3, 3, 1.0, "badnets"),
+        row("badnets1", "backdoored", 3.5, True, 5, 6, 0.98, "badnets"),
+        row("wanet0", "backdoored", 2.8, True, 2, 2, 0.95, "wanet"),
+        # a backdoor that did not take (ASR 0.2): missed, names another class
+        row("wanet1", "backdoored", 0.8, False, 8, 9, 0.2, "wanet"),
+    ]
+
+
+def test_own_rule_counts_only_scored_models(rows):
+    out = dz.own_rule(rows)
+    assert out["own_tpr"] == pytest.approx(3 / 4)
+    assert out["own_fpr"] == pytest.approx(1 / 4)
+    assert out["own_accuracy"] == pytest.approx(6 / 8)
+    assert out["own_tpr_took"] == pytest.approx(1.0)
+    assert out["n_took"] == 3
+    assert out["names_target"] == pytest.approx(2 / 4)
+    assert out["names_target_took"] == pytest.approx(2 / 3)
+    assert out["names_target_flagged"] == pytest.approx(2 / 3)
+
+
+def test_classification_summary_uses_asr_and_the_zoo_attacks(rows):
+    out = dz.summarise(rows, 3.0, dz.CLASSIFICATION_ATTACKS, classification=True)
+    assert out["n_clean"] == 4 and out["n_backdoored"] == 4
+    # scores: backdoored 4, 3.5, 2.8, 0.8 against clean 1, 1.5, 2.5, 0.5
+    assert out["auroc"] == pytest.approx(13 / 16)
+    # wanet1 (ASR 0.2) is no backdoor to find: the rest are all above every clean score
+    assert out["n_learnt"] == 3 and out["auroc_learnt"] == pytest.approx(1.0)
+    # score > 3.0: badnets0, badnets1 flagged; no clean model
+    assert out["accuracy"] == pytest.approx(6 / 8)
+    assert set(out["per_attack"]) == {"badnets", "wanet"}
+    assert out["per_attack"]["badnets"] == pytest.approx(1.0)
+    assert out["per_attack"]["wanet"] == pytest.approx(5 / 8)
+    assert out["own_fpr"] == pytest.approx(1 / 4)
+
+
+def test_regression_summary_has_no_own_rule(rows):
+    regression = [{**r, "metrics": {"asr_at_tol": r["metrics"].get("asr", 0.0)}}
+                  for r in rows]
+    out = dz.summarise(regression, 3.0)
+    assert "own_accuracy" not in out and "names_target" not in out
+    assert out["n_learnt"] == 3
+
+
+def test_classification_page_shows_asr_clean_accuracy_and_named_class(rows):
+    summary = dz.summarise(rows, 3.0, dz.CLASSIFICATION_ATTACKS, classification=True)
+    results = {"digits": {"task": "classification", "attacks": dz.CLASSIFICATION_ATTACKS,
+                          "zoo": "test zoo", "roc": "results/x.png",
+                          "detectors": {"nc": {"rows": rows, "params": {},
+                                               "summary": summary}}}}
+    text = dz.page_section(results)
+    assert "| model | role | attack | target | ASR | clean acc | nc |" in text
+    assert "asr@tol" not in text and "clean MAE" not in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| badnets1 "))
+    assert "| 6 | 0.98 | 0.990 |" in line and "✓ →5" in line
+    assert "0.75 / 0.75 / 0.25" in text  # own rule: accuracy / TPR / FPR
+    assert not math.isnan(summary["auroc"])
+
+
+@pytest.mark.parametrize("flag", [["--epochs", "0"], ["--clean", "-1"]])
+def test_bad_counts_are_one_line_errors(flag):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/detection_zoo.py"),
+                           "--datasets", "digits", *flag], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 2
+    assert flag[0] in done.stderr and "Traceback" not in done.stderr
