@@ -1,0 +1,245 @@
+"""A small DRMGuard probe: do its scores separate clean from backdoored synthgaze
+models when the backdoor took and the models are trained as long as the recipe says?
+
+Trains (and caches under benchmarks/.cache/drmguard_probe/, gitignored) a few clean,
+Blended (noise pattern, α 0.2) and BadNets (large checkerboard patch) models on
+synthgaze:2500 at 20 % poisoning with targets near an edge of the gaze range, then
+scans each with DRMGuard under one or more parameter settings and records, per
+model, the score's pieces (trigger size, output variance and angle variance left,
+every run's numbers), where the reversed trigger sends the outputs compared with the
+planted target, how much the reversed perturbation looks like the attack's own, and
+DRMGuard's terms for the attack's own trigger.
+
+    PYTHONPATH=src:benchmarks python benchmarks/drmguard_probe.py [--epochs 12]
+        [--clean 3] [--blended 3] [--badnets 2] [--train-only]
+        [--scan NAME=JSON ...] [--threads 1] [--out docs/results/drmguard_probe.json]
+
+`--scan default={}` (the default) scans with DRMGuard's defaults; more settings can be
+compared side by side on the same models, e.g. `--scan 'l05={"lambdas": [0.5]}'`.
+Scans are cached per model, parameters and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from backdoorguard.config import AttackConfig, TrainRun
+from backdoorguard.core.checkpoint import load_model
+from backdoorguard.core.metrics import auroc
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.defenses.detection.common import (apply_in_batches, clean_statistics,
+                                                     effective_size)
+from backdoorguard.defenses.detection.drmguard import DRMGuard, drmguard_terms
+from backdoorguard.errors import BadInput
+from backdoorguard.pipeline import (build_attack, clean_subset, resolve, train_run,
+                                    write_train_result)
+
+DATASET = "synthgaze:2500"
+CACHE = Path("benchmarks/.cache/drmguard_probe")
+POISON_RATE = 0.2
+TOL = 5.0  # degrees: DRMGuard's and the attacks benchmark's tolerance
+CORNERS = ["bottom-right", "top-left"]
+
+
+def key_of(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def target_for(task, i: int) -> list[float]:
+    """A target near one edge of the label range, alternating edges per model."""
+    edge = 0.15 if i % 2 == 0 else 0.85
+    return [round(lo + edge * (hi - lo), 2) for lo, hi in task.label_range]
+
+
+def probe_zoo(task, n_clean: int, n_blended: int, n_badnets: int, epochs: int) -> list[dict]:
+    """The probe's models, interleaved clean / blended / badnets so that a run
+    stopped early leaves a balanced set."""
+    patch = round(0.3 * min(task.input_shape[1:]))
+    kinds = {"clean": [{"name": f"clean{i}", "attack": None, "seed": 200 + i}
+                       for i in range(n_clean)],
+             "blended": [{"name": f"blended{i}", "attack": "blended", "seed": 210 + i,
+                          "target": target_for(task, i), "params": {"alpha": 0.2, "seed": i}}
+                         for i in range(n_blended)],
+             "badnets": [{"name": f"badnets{i}", "attack": "badnets", "seed": 220 + i,
+                          "target": target_for(task, i),
+                          "params": {"size": patch, "position": CORNERS[i % 2], "seed": i}}
+                         for i in range(n_badnets)]}
+    models = [group[i] for i in range(max(map(len, kinds.values())))
+              for group in kinds.values() if i < len(group)]
+    for model in models:
+        attack = None if model["attack"] is None else AttackConfig(
+            name=model["attack"], poison_rate=POISON_RATE, target=model["target"],
+            params=model["params"])
+        model["run"] = TrainRun(dataset=DATASET, attack=attack, train={"epochs": epochs})
+        model["folder"] = CACHE / key_of(model["run"].model_dump(), model["seed"])
+    return models
+
+
+def trained(model: dict, runtime: Runtime) -> tuple[torch.nn.Module, dict]:
+    folder = model["folder"]
+    if not (folder / "metrics.json").exists():
+        start = time.perf_counter()
+        result = train_run(model["run"], Runtime(seed=model["seed"], device=runtime.device,
+                                                 threads=runtime.threads, progress=False))
+        write_train_result(result, folder, overwrite=True)
+        print(f"  trained {model['name']} in {time.perf_counter() - start:.0f} s: "
+              f"{result.metrics.to_dict()}", flush=True)
+    net, _ = load_model(folder)
+    return net, json.loads((folder / "metrics.json").read_text())["metrics"]
+
+
+@torch.no_grad()
+def trigger_evidence(net, generator, attack, clean, target) -> dict:
+    """Where the reversed trigger sends the outputs (vs the planted target), and how
+    the reversed perturbation compares with the attack's own on the same inputs."""
+    device = torch.device("cpu")
+    reversed_x = apply_in_batches(generator, clean.x, device)
+    outputs = net(reversed_x)
+    out = {"reversed_mean_output": outputs.mean(0).tolist(),
+           "reversed_output_sd": float(outputs.std(0).norm())}
+    delta = (reversed_x - clean.x).mean(0).flatten()
+    span = clean.task.input_range[1] - clean.task.input_range[0]
+    absolute = (reversed_x - clean.x).abs().mean((0, 1)).flatten()
+    top = absolute.sort(descending=True).values
+    out["share_in_top10pct_pixels"] = float(top[:max(1, len(top) // 10)].sum() / top.sum())
+    if target is not None:
+        goal = torch.tensor(target)
+        out["reversed_to_target"] = float((outputs.mean(0) - goal).norm())
+        out["reversed_within_tol"] = float(((outputs - goal).norm(dim=1) <= TOL).float().mean())
+        out["clean_mean_to_target"] = float((net(clean.x).mean(0) - goal).norm())
+    if attack is not None:
+        own = (attack.apply(clean.x) - clean.x).mean(0).flatten()
+        out["cosine_with_attack_perturbation"] = float(torch.nn.functional.cosine_similarity(
+            delta, own, dim=0))
+        own_abs = (attack.apply(clean.x) - clean.x).abs().mean((0, 1)).flatten()
+        out["cosine_of_abs_maps"] = float(torch.nn.functional.cosine_similarity(
+            absolute, own_abs, dim=0))
+    out["mean_abs_perturbation"] = float(absolute.mean() / span)
+    return out
+
+
+@torch.no_grad()
+def true_trigger(net, attack, clean) -> dict:
+    """DRMGuard's terms for the attack's own trigger on the defender's clean set."""
+    span = clean.task.input_range[1] - clean.task.input_range[0]
+    stats = clean_statistics(net.eval(), clean.x, torch.device("cpu"))
+    terms = drmguard_terms(net, clean.x, attack.apply(clean.x), stats, span)
+    return {"size": float(terms["size"]), "collapse": float(terms["collapse"]),
+            "angle": float(terms["angle"]),
+            "effective_size": effective_size(float(terms["size"]), float(terms["collapse"]),
+                                             0.2)}
+
+
+def scanned(model: dict, net, clean, name: str, params: dict, runtime: Runtime) -> dict:
+    detector = DRMGuard(**params)
+    path = CACHE / "scans" / f"{key_of(model['folder'].name, detector.params(), runtime.seed)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    found = detector.inspect(net, clean, runtime=runtime)
+    attack = None if model["attack"] is None else build_attack(model["run"].attack, clean.task)
+    evidence = found.evidence
+    record = {"score": found.score, "seconds": found.cost.seconds, "passes": found.cost.passes,
+              "collapsed": evidence["collapsed"], "trigger_size": evidence["trigger_size"],
+              "collapse": evidence["collapse"], "angle": evidence["angle_variance"],
+              "lambda1": evidence["lambda1"], "runs": evidence["runs"],
+              "trigger": trigger_evidence(net.eval(), found.trigger, attack, clean,
+                                          model.get("target"))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    print(f"    {name} {model['name']}: score {found.score:.4f} "
+          f"(size {record['trigger_size']:.4f}, collapse {record['collapse']:.3f}, "
+          f"λ1 {record['lambda1']}; {found.cost.seconds:.0f} s)", flush=True)
+    return record
+
+
+def parse_scans(items: list[str]) -> dict[str, dict]:
+    scans = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        try:
+            params = json.loads(text or "{}")
+        except json.JSONDecodeError:
+            raise BadInput(f"--scan {item!r} must be NAME=JSON, e.g. 'l05={{\"lambdas\": [0.5]}}'")
+        if not name or not isinstance(params, dict):
+            raise BadInput(f"--scan {item!r} must be NAME=JSON with a JSON object")
+        DRMGuard(**params)  # bad parameters fail before any training
+        scans[name] = params
+    return scans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs (recipe: 12)")
+    parser.add_argument("--clean", type=int, default=3)
+    parser.add_argument("--blended", type=int, default=3)
+    parser.add_argument("--badnets", type=int, default=2)
+    parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--trained-only", action="store_true",
+                        help="scan only the models already trained")
+    parser.add_argument("--scan", action="append", default=[], metavar="NAME=JSON")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="docs/results/drmguard_probe.json")
+    args = parser.parse_args()
+    try:
+        if args.epochs < 1:
+            raise BadInput(f"--epochs {args.epochs} must be a whole number ≥ 1")
+        scans = parse_scans(args.scan or ["default={}"])
+    except BadInput as error:
+        parser.exit(2, f"drmguard_probe: {error}\n")
+    runtime = Runtime(seed=args.seed, device="cpu", threads=args.threads, progress=False).apply()
+    task = resolve(TrainRun(dataset=DATASET)).data.task
+    models = probe_zoo(task, args.clean, args.blended, args.badnets, args.epochs)
+    if args.trained_only:
+        models = [m for m in models if (m["folder"] / "metrics.json").exists()]
+    nets = {}
+    for model in models:
+        nets[model["name"]] = trained(model, runtime)
+    if args.train_only:
+        return
+    clean = clean_subset(resolve(TrainRun(dataset=DATASET)).data, 0.05, seed=args.seed)
+    rows = []
+    for model in models:
+        net, metrics = nets[model["name"]]
+        attack = None if model["attack"] is None else build_attack(model["run"].attack, task)
+        row = {"name": model["name"], "attack": model["attack"], "target": model.get("target"),
+               "params": model.get("params"), "metrics": metrics,
+               "true_trigger": None if attack is None else true_trigger(net, attack, clean),
+               "scans": {}}
+        for name, params in scans.items():
+            row["scans"][name] = scanned(model, net, clean, name, params, runtime)
+        rows.append(row)
+    summary = {}
+    for name in scans:
+        scores = [row["scans"][name]["score"] for row in rows]
+        truth = [row["attack"] is not None for row in rows]
+        summary[name] = {"params": scans[name],
+                         "auroc": auroc(scores, truth) if 0 < sum(truth) < len(truth) else None}
+        print(f"{name}: AUROC {summary[name]['auroc']}", flush=True)
+        for row in rows:
+            scan = row["scans"][name]
+            print(f"  {row['name']:9s} mae {row['metrics']['clean_mae']:.2f} "
+                  f"asr {row['metrics'].get('asr_at_tol') or 0:.2f} score {scan['score']:.4f} "
+                  f"coll {scan['collapse']:.3f} λ1 {scan['lambda1']} "
+                  f"to-target {scan['trigger'].get('reversed_to_target', float('nan')):.1f}",
+                  flush=True)
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    result = {"dataset": DATASET, "epochs": args.epochs, "poison_rate": POISON_RATE,
+              "clean_samples": len(clean), "seed": args.seed,
+              "rows": rows, "summary": {**previous.get("summary", {}), **summary}}
+    if previous.get("epochs") == args.epochs:  # keep scans of other settings
+        old = {row["name"]: row for row in previous.get("rows", [])}
+        for row in rows:
+            row["scans"] = {**old.get(row["name"], {}).get("scans", {}), **row["scans"]}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
