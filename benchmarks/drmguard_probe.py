@@ -125,15 +125,44 @@ def trigger_evidence(net, generator, attack, clean, target) -> dict:
 
 
 @torch.no_grad()
-def true_trigger(net, attack, clean) -> dict:
-    """DRMGuard's terms for the attack's own trigger on the defender's clean set."""
+def true_trigger(net, attack, clean, target) -> dict:
+    """DRMGuard's terms for the attack's own trigger on the defender's clean set, and
+    for the trigger scaled down (x + s · (attack(x) − x)): how small can the planted
+    backdoor's own trigger get and still collapse the outputs onto the target?"""
     span = clean.task.input_range[1] - clean.task.input_range[0]
     stats = clean_statistics(net.eval(), clean.x, torch.device("cpu"))
-    terms = drmguard_terms(net, clean.x, attack.apply(clean.x), stats, span)
-    return {"size": float(terms["size"]), "collapse": float(terms["collapse"]),
-            "angle": float(terms["angle"]),
-            "effective_size": effective_size(float(terms["size"]), float(terms["collapse"]),
-                                             0.2)}
+    triggered = attack.apply(clean.x)
+    out = {}
+    for scale in (1.0, 0.75, 0.5, 0.25):
+        terms = drmguard_terms(net, clean.x, clean.x + scale * (triggered - clean.x), stats, span)
+        size, collapse = float(terms["size"]), float(terms["collapse"])
+        within = float(((terms["outputs"] - torch.tensor(target)).norm(dim=1) <= TOL)
+                       .float().mean())
+        entry = {"size": size, "collapse": collapse, "angle": float(terms["angle"]),
+                 "effective_size": effective_size(size, collapse, 0.2), "within_tol": within}
+        if scale == 1.0:
+            out.update(entry)
+        else:
+            out[f"scaled_{scale}"] = entry
+    return out
+
+
+def corner_saliency(net, clean, size: int) -> dict:
+    """Share of the output-collapse term's saliency |∂ collapse / ∂x| at the clean
+    inputs (MTR's map at its first step) that falls inside each patch corner used
+    by the probe's BadNets models, and the share of pixels those corners hold."""
+    x = clean.x.clone().requires_grad_(True)
+    stats = clean_statistics(net.eval(), clean.x, torch.device("cpu"))
+    terms = drmguard_terms(net, clean.x, x, stats, 1.0)
+    saliency, = torch.autograd.grad(terms["collapse"], x)
+    saliency = saliency.abs().mean((0, 1))
+    height, width = saliency.shape
+    corners = {"bottom-right": (slice(height - size, height), slice(width - size, width)),
+               "top-left": (slice(0, size), slice(0, size))}
+    out = {name: float(saliency[rows, cols].sum() / saliency.sum())
+           for name, (rows, cols) in corners.items()}
+    out["pixel_share"] = size * size / (height * width)
+    return out
 
 
 def scanned(model: dict, net, clean, name: str, params: dict, runtime: Runtime) -> dict:
@@ -210,7 +239,9 @@ def main() -> None:
         attack = None if model["attack"] is None else build_attack(model["run"].attack, task)
         row = {"name": model["name"], "attack": model["attack"], "target": model.get("target"),
                "params": model.get("params"), "metrics": metrics,
-               "true_trigger": None if attack is None else true_trigger(net, attack, clean),
+               "true_trigger": None if attack is None else true_trigger(net, attack, clean, model["target"]),
+               "corner_saliency": corner_saliency(net, clean,
+                                                  round(0.3 * min(task.input_shape[1:]))),
                "scans": {}}
         for name, params in scans.items():
             row["scans"][name] = scanned(model, net, clean, name, params, runtime)
