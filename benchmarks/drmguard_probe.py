@@ -15,7 +15,9 @@ DRMGuard's terms for the attack's own trigger.
         [--scan NAME=JSON ...] [--threads 1] [--out docs/results/drmguard_probe.json]
 
 `--scan default={}` (the default) scans with DRMGuard's defaults; more settings can be
-compared side by side on the same models, e.g. `--scan 'l05={"lambdas": [0.5]}'`.
+compared side by side on the same models, e.g. `--scan 'l05={"lambdas": [0.5]}'`;
+the probe-only key "bias_scale" makes the generator's bias map move that many
+times faster under Adam (`ScaledBiasGenerator`).
 Scans are cached per model, parameters and seed.
 """
 
@@ -28,14 +30,16 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import auroc
 from backdoorguard.core.runtime import Runtime
-from backdoorguard.defenses.detection.common import (apply_in_batches, clean_statistics,
-                                                     effective_size)
-from backdoorguard.defenses.detection.drmguard import DRMGuard, drmguard_terms
+from backdoorguard.defenses.detection.common import (TriggerGenerator, apply_in_batches,
+                                                     clean_statistics, effective_size)
+from backdoorguard.defenses.detection.drmguard import (DRMGuard, MomentumMap, TriggerRun,
+                                                       drmguard_terms)
 from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import (build_attack, clean_subset, resolve, train_run,
                                     write_train_result)
@@ -165,8 +169,50 @@ def corner_saliency(net, clean, size: int) -> dict:
     return out
 
 
+class ScaledBiasGenerator(TriggerGenerator):
+    """The trigger generator with its free bias map used as `scale` · b: Adam moves
+    every parameter by about lr per step whatever its gradient, so b (from zero)
+    can reach at most ≈ lr · steps (0.15 after 150 steps at 1e-3) per pixel; the
+    scale lets it move `scale`× faster. A probe-only experiment."""
+
+    def __init__(self, task, width: int, scale: float):
+        super().__init__(task, width)
+        self.scale = scale
+
+    def perturbation(self, x: torch.Tensor) -> torch.Tensor:
+        span = self.high - self.low
+        inputs = torch.cat([(x - self.low) / span, self.coords.expand(len(x), -1, -1, -1)], 1)
+        near = self.encode(inputs)
+        far = F.interpolate(self.down(near), size=x.shape[-2:], mode="nearest")
+        return span * (self.decode(torch.cat([near, far], 1)) + self.scale * self.bias)
+
+
+class ScaledBiasDRMGuard(DRMGuard):
+    """DRMGuard whose generators are `ScaledBiasGenerator`s (`--scan` key "bias_scale")."""
+
+    def __init__(self, bias_scale: float, **params):
+        super().__init__(**params)
+        if not isinstance(bias_scale, (int, float)) or not bias_scale > 0:
+            raise BadInput(f"bias_scale {bias_scale!r} must be a positive number")
+        self.bias_scale = float(bias_scale)
+
+    def params(self) -> dict:
+        return {**super().params(), "bias_scale": self.bias_scale}
+
+    def start_run(self, clean, lambda1, seed, device) -> TriggerRun:
+        torch.manual_seed(seed)
+        return TriggerRun(lambda1, seed,
+                          ScaledBiasGenerator(clean.task, self.width, self.bias_scale).to(device),
+                          MomentumMap(clean.task.input_shape[-2:], self.beta, self.mtr_every,
+                                      device))
+
+
+def detector_for(params: dict) -> DRMGuard:
+    return ScaledBiasDRMGuard(**params) if "bias_scale" in params else DRMGuard(**params)
+
+
 def scanned(model: dict, net, clean, name: str, params: dict, runtime: Runtime) -> dict:
-    detector = DRMGuard(**params)
+    detector = detector_for(params)
     path = CACHE / "scans" / f"{key_of(model['folder'].name, detector.params(), runtime.seed)}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -197,7 +243,7 @@ def parse_scans(items: list[str]) -> dict[str, dict]:
             raise BadInput(f"--scan {item!r} must be NAME=JSON, e.g. 'l05={{\"lambdas\": [0.5]}}'")
         if not name or not isinstance(params, dict):
             raise BadInput(f"--scan {item!r} must be NAME=JSON with a JSON object")
-        DRMGuard(**params)  # bad parameters fail before any training
+        detector_for(params)  # bad parameters fail before any training
         scans[name] = params
     return scans
 
