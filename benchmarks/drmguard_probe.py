@@ -243,7 +243,11 @@ def parse_scans(items: list[str]) -> dict[str, dict]:
             raise BadInput(f"--scan {item!r} must be NAME=JSON, e.g. 'l05={{\"lambdas\": [0.5]}}'")
         if not name or not isinstance(params, dict):
             raise BadInput(f"--scan {item!r} must be NAME=JSON with a JSON object")
-        detector_for(params)  # bad parameters fail before any training
+        try:
+            detector_for(params)  # bad parameters fail before any training
+        except TypeError:
+            allowed = ", ".join([*DRMGuard().params(), "bias_scale"])
+            raise BadInput(f"--scan {item!r}: unknown DRMGuard parameter; allowed: {allowed}")
         scans[name] = params
     return scans
 
