@@ -36,8 +36,9 @@ from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import auroc
 from backdoorguard.core.runtime import Runtime
-from backdoorguard.defenses.detection.common import (TriggerGenerator, apply_in_batches,
-                                                     clean_statistics, effective_size)
+from backdoorguard.core.training import predict
+from backdoorguard.defenses.detection.common import (TriggerGenerator, clean_statistics,
+                                                     effective_size)
 from backdoorguard.defenses.detection.drmguard import (DRMGuard, MomentumMap, TriggerRun,
                                                        drmguard_terms)
 from backdoorguard.errors import BadInput
@@ -103,7 +104,7 @@ def trigger_evidence(net, generator, attack, clean, target) -> dict:
     """Where the reversed trigger sends the outputs (vs the planted target), and how
     the reversed perturbation compares with the attack's own on the same inputs."""
     device = torch.device("cpu")
-    reversed_x = apply_in_batches(generator, clean.x, device)
+    reversed_x = predict(generator, clean.x, batch_size=256, device=device)
     outputs = net(reversed_x)
     out = {"reversed_mean_output": outputs.mean(0).tolist(),
            "reversed_output_sd": float(outputs.std(0).norm())}
