@@ -47,6 +47,7 @@ from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset, recipe
 from backdoorguard.defenses.detection import build_detector
 from backdoorguard.defenses.detection.calibration import threshold_from
+from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import clean_subset, resolve, train_run, write_train_result
 
 CACHE = Path("benchmarks/.cache/detection_zoo")
@@ -409,6 +410,11 @@ def main() -> None:
         if value is not None and value < (1 if name == "epochs" else 0):
             parser.error(f"--{name.replace('_', '-')} {value}: allowed: an integer ≥ "
                          f"{1 if name == 'epochs' else 0}")
+    for dataset in args.datasets:     # all checked before any model is trained
+        try:
+            load_dataset(dataset)
+        except BadInput as error:
+            parser.error(f"--datasets {dataset}: {error}")
     runtime = Runtime(seed=args.seed, device="auto", threads=args.threads, progress=False).apply()
     detectors = {name: (name, {}) for name in args.detectors}
     if args.ablations:

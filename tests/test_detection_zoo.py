@@ -133,7 +133,8 @@ def test_classification_page_shows_asr_clean_accuracy_and_named_class(rows):
     assert not math.isnan(summary["auroc"])
 
 
-@pytest.mark.parametrize("flag", [["--epochs", "0"], ["--clean", "-1"]])
+@pytest.mark.parametrize("flag", [["--epochs", "0"], ["--clean", "-1"],
+                                  ["--datasets", "digits", "nosuch"]])
 def test_bad_counts_are_one_line_errors(flag):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/detection_zoo.py"),
                            "--datasets", "digits", *flag], capture_output=True, text=True,
