@@ -162,13 +162,17 @@ def key_of(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def trained(model: dict, runtime: Runtime) -> tuple[torch.nn.Module, dict]:
-    """The model of a zoo entry, from the cache or trained now."""
-    run = model["run"]
-    folder = CACHE / key_of(run.model_dump(), model["seed"])
+def folder_of(model: dict, cache: Path = CACHE) -> Path:
+    """Where a zoo entry's trained model is cached: keyed by its run settings and seed."""
+    return cache / key_of(model["run"].model_dump(), model["seed"])
+
+
+def trained(model: dict, runtime: Runtime, cache: Path = CACHE) -> tuple[torch.nn.Module, dict]:
+    """The model of a zoo entry and its metrics.json, from `cache` or trained now."""
+    folder = folder_of(model, cache)
     if not (folder / "metrics.json").exists():
         start = time.perf_counter()
-        result = train_run(run, Runtime(seed=model["seed"], device=runtime.device,
+        result = train_run(model["run"], Runtime(seed=model["seed"], device=runtime.device,
                                         threads=runtime.threads, progress=False))
         write_train_result(result, folder, overwrite=True)
         print(f"  trained {model['name']} in {time.perf_counter() - start:.0f} s: "
@@ -433,16 +437,15 @@ def main() -> None:
                 trained(model, runtime)
             continue
         if args.trained_only:
-            models = [m for m in models if (CACHE / key_of(m["run"].model_dump(), m["seed"])
-                                            / "metrics.json").exists()]
+            models = [m for m in models if (folder_of(m) / "metrics.json").exists()]
         clean = clean_subset(resolve(TrainRun(dataset=dataset)).data, 0.05, seed=args.seed)
         nets = {}
         for model in models:
-            folder = CACHE / key_of(model["run"].model_dump(), model["seed"])
+            folder = folder_of(model)
             if args.cached_only and not (folder / "metrics.json").exists():
                 break
             net, record = trained(model, runtime)
-            nets[model["name"]] = (net, record, key_of(model["run"].model_dump(), model["seed"]))
+            nets[model["name"]] = (net, record, folder.name)
         counts = {kind: sum((m["attack"] or m["role"]) == kind for m in models)
                   for kind in ["calib", "clean", *attacks]}
         results = {"zoo": f"{counts['calib']} calibration + {counts['clean']} clean + "

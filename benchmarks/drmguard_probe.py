@@ -24,16 +24,13 @@ Scans are cached per model, parameters and seed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from backdoorguard.config import AttackConfig, TrainRun
-from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import auroc
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.training import predict
@@ -42,24 +39,14 @@ from backdoorguard.defenses.detection.common import (TriggerGenerator, clean_sta
 from backdoorguard.defenses.detection.drmguard import (DRMGuard, MomentumMap, TriggerRun,
                                                        drmguard_terms)
 from backdoorguard.errors import BadInput
-from backdoorguard.pipeline import (build_attack, clean_subset, resolve, train_run,
-                                    write_train_result)
+from backdoorguard.pipeline import build_attack, clean_subset, resolve
+from detection_zoo import folder_of, key_of, target_for, trained
 
 DATASET = "synthgaze:2500"
 CACHE = Path("benchmarks/.cache/drmguard_probe")
 POISON_RATE = 0.2
 TOL = 5.0  # degrees: DRMGuard's and the attacks benchmark's tolerance
 CORNERS = ["bottom-right", "top-left"]
-
-
-def key_of(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def target_for(task, i: int) -> list[float]:
-    """A target near one edge of the label range, alternating edges per model."""
-    edge = 0.15 if i % 2 == 0 else 0.85
-    return [round(lo + edge * (hi - lo), 2) for lo, hi in task.label_range]
 
 
 def probe_zoo(task, n_clean: int, n_blended: int, n_badnets: int, epochs: int) -> list[dict]:
@@ -82,21 +69,8 @@ def probe_zoo(task, n_clean: int, n_blended: int, n_badnets: int, epochs: int) -
             name=model["attack"], poison_rate=POISON_RATE, target=model["target"],
             params=model["params"])
         model["run"] = TrainRun(dataset=DATASET, attack=attack, train={"epochs": epochs})
-        model["folder"] = CACHE / key_of(model["run"].model_dump(), model["seed"])
+        model["folder"] = folder_of(model, CACHE)
     return models
-
-
-def trained(model: dict, runtime: Runtime) -> tuple[torch.nn.Module, dict]:
-    folder = model["folder"]
-    if not (folder / "metrics.json").exists():
-        start = time.perf_counter()
-        result = train_run(model["run"], Runtime(seed=model["seed"], device=runtime.device,
-                                                 threads=runtime.threads, progress=False))
-        write_train_result(result, folder, overwrite=True)
-        print(f"  trained {model['name']} in {time.perf_counter() - start:.0f} s: "
-              f"{result.metrics.to_dict()}", flush=True)
-    net, _ = load_model(folder)
-    return net, json.loads((folder / "metrics.json").read_text())["metrics"]
 
 
 @torch.no_grad()
@@ -274,16 +248,18 @@ def main() -> None:
     except BadInput as error:
         parser.exit(2, f"drmguard_probe: {error}\n")
     runtime = Runtime(seed=args.seed, device="cpu", threads=args.threads, progress=False).apply()
-    task = resolve(TrainRun(dataset=DATASET)).data.task
+    data = resolve(TrainRun(dataset=DATASET)).data
+    task = data.task
     models = probe_zoo(task, args.clean, args.blended, args.badnets, args.epochs)
     if args.trained_only:
         models = [m for m in models if (m["folder"] / "metrics.json").exists()]
     nets = {}
     for model in models:
-        nets[model["name"]] = trained(model, runtime)
+        net, record = trained(model, runtime, CACHE)
+        nets[model["name"]] = (net, record["metrics"])
     if args.train_only:
         return
-    clean = clean_subset(resolve(TrainRun(dataset=DATASET)).data, 0.05, seed=args.seed)
+    clean = clean_subset(data, 0.05, seed=args.seed)
     rows = []
     for model in models:
         net, metrics = nets[model["name"]]
