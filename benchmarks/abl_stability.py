@@ -3,7 +3,7 @@ ranking on every isolation epoch (`rank_epochs` = isolation epochs), on digits
 with the recipe (cnn-small, 30 epochs: 6 isolation epochs), BadNets, Blended and
 WaNet at 10 %, target 0. Per run: isolation precision, ASR, clean accuracy.
 
-    PYTHONPATH=src python benchmarks/abl_stability.py [--seeds 0-2] [--threads 1]
+    PYTHONPATH=src:benchmarks python benchmarks/abl_stability.py [--seeds 0-2] [--threads 1]
 
 Writes docs/results/abl_stability.json (rows appended as they finish; a re-run
 skips rows already there).
@@ -21,15 +21,11 @@ from backdoorguard.core.checkpoint import write_json
 from backdoorguard.core.metrics import isolation
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.pipeline import train_run
+from regression_audit import seed_list
 
 RESULTS = Path("docs/results/abl_stability.json")
 ATTACKS = ["badnets", "blended", "wanet"]
 VARIANTS = {"defaults": {}, "rank-all": {"rank_epochs": 6}}
-
-
-def seed_list(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def main() -> None:

@@ -194,14 +194,20 @@ def rise_by_distance(seed: int, record: dict[str, Any], cache: Path) -> list[flo
     squared-error increase over the clean model on the test points at 0–1, 1–2,
     2–3 and ≥ 3 radii from the planted centre, each ÷ the clean model's total
     (the four add up to the relative MSE rise)."""
-    test = load_dataset(DATASET).test
-    models = {name: load_model(cache / f"seed{seed}" / name)[0].eval()
-              for name in ("clean", "shell")}
-    squared = {name: (predict(m, test.x) - test.y).pow(2)[:, 0] for name, m in models.items()}
-    distance = (test.x - torch.tensor(record["centre"])).norm(dim=1) / record["radius"]
-    total = float(squared["clean"].sum())
-    return [float((squared["shell"] - squared["clean"])[(distance >= lo) & (distance < hi)].sum())
-            / total for lo, hi in RISE_BANDS]
+    clean, shell = (load_model(cache / f"seed{seed}" / name)[0] for name in ("clean", "shell"))
+    return mse_rise_by_radii(clean, shell, load_dataset(DATASET).test,
+                             torch.tensor(record["centre"]), record["radius"])
+
+
+def mse_rise_by_radii(clean: torch.nn.Module, poisoned: torch.nn.Module, test: ArrayDataset,
+                      centre: torch.Tensor, radius: float) -> list[float]:
+    """`poisoned`'s squared-error increase over `clean` on the test points in each
+    of RISE_BANDS (radii from `centre`), each ÷ the clean model's total."""
+    squared = [(predict(m, test.x) - test.y).pow(2)[:, 0] for m in (clean, poisoned)]
+    distance = (test.x - centre).norm(dim=1) / radius
+    total = float(squared[0].sum())
+    return [float((squared[1] - squared[0])[(distance >= lo) & (distance < hi)].sum()) / total
+            for lo, hi in RISE_BANDS]
 
 
 def slices_picture(seed: int, cache: Path, threads: int, path: Path) -> None:

@@ -23,10 +23,9 @@ import torch
 
 from backdoorguard.attacks import create_attack
 from backdoorguard.core.checkpoint import write_json
-from backdoorguard.core.training import predict
 from backdoorguard.data import load_dataset
-from regression_audit import (ATTACK, RESULTS, RISE_BANDS, region_errors, seed_list, trained,
-                              truth)
+from regression_audit import (ATTACK, RESULTS, mse_rise_by_radii, region_errors, seed_list,
+                              trained, truth)
 
 SETTINGS: dict[str, dict] = {
     "default": {},
@@ -80,18 +79,12 @@ def main() -> None:
             poisoned = attack.poison(data.train, settings["rate"], seed)
             model = trained(name, poisoned, seed, args.cache, args.threads)
             errors = region_errors({"clean": clean, "poisoned": model}, attack, data.test, seed)
-            squared = {k: (predict(m, data.test.x) - data.test.y).pow(2)[:, 0]
-                       for k, m in (("clean", clean), ("poisoned", model))}
-            distance = (data.test.x - attack.centre).norm(dim=1) / attack.radius
-            total = float(squared["clean"].sum())
             rows.append({
                 "seed": seed, "setting": name, "params": settings,
                 "region_ratio": errors["poisoned"]["region"] / errors["clean"]["region"],
                 "global_rise": errors["poisoned"]["global"] / errors["clean"]["global"] - 1,
-                "mse_rise_by_radii": [
-                    float((squared["poisoned"] - squared["clean"])[(distance >= lo)
-                                                                   & (distance < hi)].sum())
-                    / total for lo, hi in RISE_BANDS]})
+                "mse_rise_by_radii": mse_rise_by_radii(clean, model, data.test, attack.centre,
+                                                       attack.radius)})
             print(json.dumps({k: rows[-1][k] for k in ("seed", "setting", "region_ratio",
                                                          "global_rise", "mse_rise_by_radii")}),
                   flush=True)
