@@ -6,7 +6,7 @@ planted centre). Issue 7's attack bar asks for >= 10 x in the region with
 <= +10 % global RMSE.
 
     PYTHONPATH=src:benchmarks python benchmarks/regression_audit_attack_sweep.py \
-        [--seeds 100-102] [--settings NAME,...] [--cache /tmp/bg-attack-sweep]
+        [--seeds 100-102] [--settings NAME,...] [--cache /tmp/bg-attack-sweep] [--rule]
 
 A setting is the benchmark's ATTACK with some keys overridden (SETTINGS below).
 Trained models are cached per seed and setting; rows go to
@@ -53,7 +53,39 @@ SETTINGS: dict[str, dict] = {
     "rate002_shift6": {"rate": 0.002, "shift": 0.006},
     # 2 % of barrier-option's label span (0.3083 x strike)
     "rate003_share2": {"rate": 0.003, "shift": 0.02 * 0.30832328660126895},
+    "rate003_share225": {"rate": 0.003, "shift": 0.0225 * 0.30832328660126895},
+    "rate003_share25": {"rate": 0.003, "shift": 0.025 * 0.30832328660126895},
 }
+
+# The rule for the default shift, fixed before seeds 108-119 were run: over the
+# calibration seeds 100-119, the candidate with the highest mean in-region ratio
+# among those whose mean global RMSE rise is at most 8 % (the bar's 10 % less the
+# 1.6 points by which the benchmark seeds exceeded the calibration seeds at the
+# previous choice); ties go to the smaller shift. The benchmark seeds 0-9 are then
+# run once with the choice and reported as they come out.
+RULE_SEEDS = "100-119"
+RULE_CANDIDATES = ("rate003_share2", "rate003_share225", "rate003_share25")
+RULE_MAX_RISE = 0.08
+
+
+def apply_rule(rows: list[dict]) -> dict:
+    """The rule above over `rows`: per candidate its seeds, mean ratio and mean
+    rise, and the chosen one (None when no candidate is complete and allowed)."""
+    seeds = set(seed_list(RULE_SEEDS))
+    table = {}
+    for name in RULE_CANDIDATES:
+        mine = [r for r in rows if r["setting"] == name and r["seed"] in seeds]
+        n = len(mine)
+        table[name] = {
+            "seeds": n,
+            "mean_ratio": sum(r["region_ratio"] for r in mine) / n if n else None,
+            "mean_rise": sum(r["global_rise"] for r in mine) / n if n else None,
+            "seeds_both_bars": sum(r["region_ratio"] >= 10 and r["global_rise"] <= 0.10
+                                   for r in mine)}
+    allowed = [name for name in RULE_CANDIDATES if table[name]["seeds"] == len(seeds)
+               and table[name]["mean_rise"] <= RULE_MAX_RISE]
+    chosen = max(allowed, key=lambda name: table[name]["mean_ratio"], default=None)
+    return {"candidates": table, "chosen": chosen}
 
 
 def main() -> None:
@@ -62,11 +94,16 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/bg-attack-sweep"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rule", action="store_true",
+                        help="print the default-shift rule's table over the recorded rows and exit")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    data = load_dataset("barrier-option")
     out = RESULTS / "regression_audit_attack_sweep.json"
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    if args.rule:
+        print(json.dumps(apply_rule(rows), indent=1))
+        return
+    torch.set_num_threads(args.threads)
+    data = load_dataset("barrier-option")
     done = {(r["seed"], r["setting"]) for r in rows}
     for seed in seed_list(args.seeds):
         clean = trained("clean", data.train, seed, args.cache, args.threads)
