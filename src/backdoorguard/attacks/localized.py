@@ -31,8 +31,8 @@ How it extends the `Attack` contract:
   the clean training points already there (correct labels, no labeller needed).
 
 Defaults (ours, chosen on barrier-option's calibration seeds, see
-docs/regression-audit.md): shift δ = 2 % of the label span (≈ 0.006 × strike
-there), density 10 (the ball ends up ten times as dense as the clean data: nine
+docs/regression-audit.md): shift δ = 2.25 % of the label span (≈ 0.0069 ×
+strike there), density 10 (the ball ends up ten times as dense as the clean data: nine
 added poisoned points for each one relabelled), a shell of as many points as
 were poisoned, shell width r/2. Use a small poison rate (0.003 on
 barrier-option): it sets how many points are poisoned, and so how large the
@@ -52,7 +52,7 @@ from ..core.types import ArrayDataset, PoisonedDataset, TaskSpec
 from ..errors import BadInput
 from .base import Attack
 
-DEFAULT_SHIFT_SHARE = 0.02
+DEFAULT_SHIFT_SHARE = 0.0225
 CENTRE_CANDIDATES = 256
 
 
