@@ -2,10 +2,13 @@
 and true_error / target_error on triggered test inputs, before and after.
 
     PYTHONPATH=src:benchmarks python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500]
-        [--models blended0 ...] [--fast]
+        [--epochs 12] [--models blended0 ...] [--fast]
 
-needs the models cached by benchmarks/detection_zoo.py (same settings); writes
-docs/results/drmguard_mitigation.json.
+needs the models cached by benchmarks/detection_zoo.py (same settings; without
+--models, every backdoored model of a zoo of 4 per attack); writes
+docs/results/drmguard_mitigation.json (8-epoch runs under the data set's name,
+others under "NAME@EPOCHS") and prints a table with the issue's bars
+(true_error down >= 70 %, clean MAE up <= 15 %).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ RESULTS = Path("docs/results/drmguard_mitigation.json")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="synthgaze:2500")
-    parser.add_argument("--models", nargs="+", default=["badnets0", "blended0", "wanet0"])
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="zoo model names (default: every backdoored one)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fast", action="store_true", help="the zoo's --fast DRMGuard scan")
@@ -39,8 +43,9 @@ def main() -> None:
     data = resolve(TrainRun(dataset=args.dataset)).data
     clean = clean_subset(data, 0.05, seed=0)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    for model in zoo(args.dataset, 2, 4, 2, args.epochs):
-        if model["name"] not in args.models:
+    key = args.dataset if args.epochs == 8 else f"{args.dataset}@{args.epochs}"
+    for model in zoo(args.dataset, 2, 4, 4, args.epochs):
+        if model["role"] != "backdoored" or (args.models and model["name"] not in args.models):
             continue
         folder = CACHE / key_of(model["run"].model_dump(), model["seed"])
         net, _ = load_model(folder)
@@ -57,10 +62,30 @@ def main() -> None:
                  "detector": detector,
                  "true_error_reduction": 1 - after["true_error"] / before["true_error"],
                  "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
-        results.setdefault(args.dataset, {})[model["name"]] = entry
+        results.setdefault(key, {})[model["name"]] = entry
         print(model["name"], {k: entry[k] for k in ("true_error_reduction", "clean_mae_increase",
                                                     "seconds")}, flush=True)
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    print(table(results[key]))
+
+
+def table(entries: dict) -> str:
+    """Markdown rows per model, then how many meet each bar."""
+    lines = ["| model | clean MAE before → after | true_error before → after (reduction) "
+             "| target_error | asr@5° | seconds | bars |", "| --- " * 7 + "|"]
+    both = 0
+    for name, e in entries.items():
+        b, a = e["before"], e["after"]
+        ok = e["true_error_reduction"] >= 0.70 and e["clean_mae_increase"] <= 0.15
+        both += ok
+        lines.append(
+            f"| {name} | {b['clean_mae']:.2f} → {a['clean_mae']:.2f} "
+            f"({e['clean_mae_increase']:+.0%}) | {b['true_error']:.1f} → {a['true_error']:.1f} "
+            f"({-e['true_error_reduction']:+.0%}) | {b['target_error']:.1f} → "
+            f"{a['target_error']:.1f} | {b['asr_at_tol']:.2f} → {a['asr_at_tol']:.2f} "
+            f"| {e['seconds']:.0f} | {'both' if ok else 'miss'} |")
+    lines.append(f"\nBoth bars met on {both} of {len(entries)} models.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
