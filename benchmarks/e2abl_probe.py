@@ -6,10 +6,13 @@ against the true poison, the poisons still in the main loss with their given
 (target) label, the poisons being unlearnt, the main head's mean confidence in the
 target on the poisons, and — with `--trace` — clean accuracy and ASR on the test
 split. Without `--trace` only the final model is evaluated (the run is then the
-same as `train --defense e2abl`). One JSON line per run is appended to `--out`.
+same as `train --defense e2abl`). `--oracle` takes true poisons out of the main
+loss (a diagnosis of where the backdoor survives, never a defense); `--cost` times
+plain training on the same set after each run. One JSON line per run is appended
+to `--out`.
 
     python benchmarks/e2abl_probe.py --dataset digits --attack badnets --seeds 0 1 2 \
-        [--param unlearn_share=0.05 ...] [--trace] [--threads 1]
+        [--param unlearn_share=0.05 ...] [--trace] [--oracle drop-missed] [--cost] [--threads 1]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.metrics import evaluate, isolation
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.types import Batch
-from backdoorguard.core.training import Hook, TrainState
+from backdoorguard.core.training import Hook, TrainState, fit
 from backdoorguard.defenses.training import E2ABL
 from backdoorguard.models import create_model
 from backdoorguard.pipeline import build_attack, resolve
@@ -96,6 +99,19 @@ class Probe(Hook):
         print(json.dumps(record), flush=True)
 
 
+def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> float:
+    """Training seconds of plain training on the same poisoned set, model and seed."""
+    run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
+                                                               target=TARGET))
+    resolved = resolve(run_config)
+    runtime = Runtime(seed=seed, device="cpu", threads=threads, progress=False)
+    attack = build_attack(run_config.attack, resolved.data.task)
+    runtime.apply()
+    model = create_model(resolved.model_name, resolved.data.task, **resolved.model_args)
+    poisoned = attack.poison(resolved.data.train, RATE, seed=seed)
+    return fit(model, poisoned, resolved.train, runtime=runtime).seconds
+
+
 def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bool,
               threads: int, oracle: str | None = None) -> dict:
     run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
@@ -129,6 +145,7 @@ def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bo
             "clean_acc": round(metrics.clean_acc, 4), "asr": round(metrics.asr, 4),
             "precision": round(final.get("precision", 0.0), 3),
             "recall": round(final.get("recall", 0.0), 3), "seconds": round(seconds, 1),
+            "train_seconds": round(trained.cost.seconds, 2),
             "unlearnt": trained.details["unlearnt"], "epochs": probes[0].epochs}
 
 
@@ -141,6 +158,8 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="clean acc and ASR after every epoch")
     parser.add_argument("--oracle", choices=["drop-missed", "drop-all-after-freeze", "drop-all"],
                         help="diagnostic: take true poisons out of the main loss")
+    parser.add_argument("--cost", action="store_true",
+                        help="also time plain training right after each run (same set and seed)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/e2abl_probe.jsonl"))
     args = parser.parse_args()
@@ -149,6 +168,10 @@ def main() -> None:
     for attack in args.attack:
         for seed in args.seeds:
             row = probe_run(args.dataset, attack, seed, params, args.trace, args.threads, args.oracle)
+            if args.cost:
+                row["plain_train_seconds"] = round(plain_seconds(args.dataset, attack, seed,
+                                                                 args.threads), 2)
+                row["cost_vs_plain"] = round(row["train_seconds"] / row["plain_train_seconds"], 2)
             summary = {k: v for k, v in row.items() if k != "epochs"}
             print("RESULT", json.dumps(summary), flush=True)
             with args.out.open("a") as handle:
