@@ -48,8 +48,9 @@ features learns it long before it learns the clean task. During the run:
   `high_loss_share` (2 %) of samples still trained with their given label whose
   main-head loss was highest are left out of the next epoch. The poisons the
   trap missed are what keeps the backdoor alive (taking them out of the main
-  loss took the ASR on digits from 0.24–0.27 to 0.00–0.01); once unlearning has
-  begun they conflict with the cleansed data and their loss rises to the top.
+  loss by the attack's ground truth took the ASR on digits from 0.24–0.27 to
+  0.00–0.01); once unlearning has begun they conflict with the cleansed data
+  and their loss tends to rise to the top (Blended: 8–10 of 10 in the top 5 %).
 
 Inference uses the main head only: the trap is not part of the returned model,
 whose state dict is the plain model's. Classification, images and series.
