@@ -18,9 +18,10 @@ features learns it long before it learns the clean task. During the run:
   the trap learn the clean task and its ranking fell apart (docs/e2abl.md). h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
-  on mnist5k, docs/e2abl.md) steps per batch on the batch's features, minimising the flooded (LGA) loss of logit-adjusted
-  cross-entropy **(ours: without class balancing a weak head learns the label
-  prior and flags the over-represented target class)**.
+  on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
+  minimising the flooded (LGA) loss of logit-adjusted cross-entropy **(ours:
+  without class balancing a weak head learns the label prior and flags the
+  over-represented target class)**.
 - Ranking: each sample's balanced h2 loss (raw logits, no prior) as recorded
   during the epoch (`rank_pass=True`: an extra eval-mode pass instead); per head
   a percentile rank; a sample's score is its lowest rank over the heads,
