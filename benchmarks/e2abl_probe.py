@@ -1,0 +1,182 @@
+"""E2ABL per epoch: where does the backdoor survive?
+
+Trains E2ABL (with its defaults, or `--param key=value` overrides) on a poisoned
+training set and records after every epoch: the suspects' precision and recall
+against the true poison, the poisons still in the main loss with their given
+(target) label, the poisons being unlearnt, the main head's mean confidence in the
+target on the poisons, and — with `--trace` — clean accuracy and ASR on the test
+split. Without `--trace` only the final model is evaluated (the run is then the
+same as `train --defense e2abl`). `--oracle` takes true poisons out of the main
+loss (a diagnosis of where the backdoor survives, never a defense); `--cost` times
+plain training on the same set after each run. One JSON line per run is appended
+to `--out`.
+
+    python benchmarks/e2abl_probe.py --dataset digits --attack badnets --seeds 0 1 2 \
+        [--param unlearn_share=0.05 ...] [--trace] [--oracle drop-missed] [--cost] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+import backdoorguard.defenses.training.e2abl as e2abl_module
+from backdoorguard.config import AttackConfig, TrainRun
+from backdoorguard.core.metrics import evaluate, isolation
+from backdoorguard.core.runtime import Runtime
+from backdoorguard.core.types import Batch
+from backdoorguard.core.training import Hook, TrainState, fit
+from backdoorguard.defenses.training import E2ABL
+from backdoorguard.models import create_model
+from backdoorguard.pipeline import build_attack, resolve
+
+RATE, TARGET = 0.1, 0
+
+
+class Probe(Hook):
+    """Reads the E2ABL run's state after each epoch (runs after its own hook)."""
+
+    def __init__(self, run, poison: torch.Tensor, test, attack, trace: bool,
+                 oracle: str | None = None) -> None:
+        self.run, self.poison, self.test, self.attack, self.trace = run, poison, test, attack, trace
+        self.oracle = oracle
+        self.epochs: list[dict] = []
+        self.main_loss = torch.zeros(len(run.given))
+
+    def after_step(self, state: TrainState, batch: Batch, step) -> None:
+        self.main_loss[batch.index.cpu()] = step.per_sample.detach().float().cpu()
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        run, poison = self.run, self.poison
+        # diagnostic oracles (they use the true poison; never a defense):
+        # drop-missed: after the freeze, unflagged poisons leave the main loss too;
+        # drop-all-after-freeze: after the freeze every poison leaves it, none is relabelled;
+        # drop-all: no poison in the main loss from the first epoch's end on
+        if self.oracle == "drop-all" or (self.oracle == "drop-all-after-freeze" and run.frozen):
+            run.weight[poison] = 0.0
+            run.labels[poison] = run.given[poison]
+        elif self.oracle == "drop-missed" and run.frozen:
+            missed = poison[run.weight[poison] > 0]
+            missed = missed[run.labels[missed] == run.given[missed]]
+            run.weight[missed] = 0.0
+        suspects = set(run.suspects.tolist())
+        truth = set(poison.tolist())
+        hits = len(truth & suspects)
+        in_main = (run.weight[poison] > 0) & (run.labels[poison] == run.given[poison])
+        record = {"epoch": state.epoch + 1, "suspects": len(suspects),
+                  "precision": round(hits / len(suspects), 3) if suspects else None,
+                  "recall": round(hits / len(truth), 3),
+                  "poison_in_main_loss": int(in_main.sum()),
+                  "poison_relabelled": int((run.labels[poison] != run.given[poison]).sum()),
+                  "poison_unlearnt": int(run.confirmed[poison].sum()),
+                  "unlearnt": int(run.confirmed.sum()),
+                  "poison_target_conf": round(float(
+                      (run.prediction[poison] == TARGET).float().mul(run.confidence[poison]).mean()), 3),
+                  "frozen": run.frozen}
+        # where the missed poisons (still in the main loss with their given label) sit
+        # in the main head's loss ranking over the samples in the main loss
+        used = (run.weight > 0).cpu() & (run.labels == run.given).cpu()
+        is_poison = torch.zeros(len(used), dtype=torch.bool)
+        is_poison[poison] = True
+        losses = self.main_loss[used]
+        rank = losses.argsort().argsort().float() / max(len(losses) - 1, 1)
+        missed_rank = rank[is_poison[used]]
+        if len(missed_rank):
+            record["missed_loss_rank_median"] = round(float(missed_rank.median()), 3)
+            record["missed_in_top5pct_loss"] = int((missed_rank >= 0.95).sum())
+        record["relabelled"] = int((run.labels != run.given).sum())
+        if self.trace:
+            with torch.random.fork_rng(devices=[]):
+                metrics = evaluate(state.model, self.test, self.attack)
+            state.model.train()
+            record.update(clean_acc=round(metrics.clean_acc, 4), asr=round(metrics.asr, 4))
+        self.epochs.append(record)
+        print(json.dumps(record), flush=True)
+
+
+def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> float:
+    """Training seconds of plain training on the same poisoned set, model and seed."""
+    run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
+                                                               target=TARGET))
+    resolved = resolve(run_config)
+    runtime = Runtime(seed=seed, device="cpu", threads=threads, progress=False)
+    attack = build_attack(run_config.attack, resolved.data.task)
+    runtime.apply()
+    model = create_model(resolved.model_name, resolved.data.task, **resolved.model_args)
+    poisoned = attack.poison(resolved.data.train, RATE, seed=seed)
+    return fit(model, poisoned, resolved.train, runtime=runtime).seconds
+
+
+def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bool,
+              threads: int, oracle: str | None = None) -> dict:
+    run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
+                                                               target=TARGET))
+    resolved = resolve(run_config)
+    runtime = Runtime(seed=seed, device="cpu", threads=threads, progress=False)
+    attack = build_attack(run_config.attack, resolved.data.task)
+    runtime.apply()
+    model = create_model(resolved.model_name, resolved.data.task, **resolved.model_args)
+    poisoned = attack.poison(resolved.data.train, RATE, seed=seed)
+    poison = torch.as_tensor(poisoned.poison_index, dtype=torch.long)
+    probes: list[Probe] = []
+    plain_fit = e2abl_module.fit
+
+    def fit_with_probe(model, data, config, *, objective, hooks, **kwargs):
+        probes.append(Probe(objective, poison, resolved.data.test, attack, trace, oracle))
+        return plain_fit(model, data, config, objective=objective, hooks=[*hooks, probes[-1]],
+                         **kwargs)
+
+    e2abl_module.fit = fit_with_probe
+    try:
+        start = time.perf_counter()
+        trained = E2ABL(train=resolved.train, **params).fit(model, poisoned, runtime=runtime)
+        seconds = time.perf_counter() - start
+    finally:
+        e2abl_module.fit = plain_fit
+    metrics = evaluate(trained.model, resolved.data.test, attack)
+    final = isolation(trained.isolated, poisoned)
+    return {"dataset": dataset, "attack": attack_name, "seed": seed, "params": params,
+            "oracle": oracle,
+            "clean_acc": round(metrics.clean_acc, 4), "asr": round(metrics.asr, 4),
+            "precision": round(final.get("precision", 0.0), 3),
+            "recall": round(final.get("recall", 0.0), 3), "seconds": round(seconds, 1),
+            "train_seconds": round(trained.cost.seconds, 2),
+            "unlearnt": trained.details["unlearnt"], "epochs": probes[0].epochs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="E2ABL per-epoch probe")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--attack", nargs="+", default=["badnets"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--param", nargs="*", default=[], help="E2ABL parameter key=value")
+    parser.add_argument("--trace", action="store_true", help="clean acc and ASR after every epoch")
+    parser.add_argument("--oracle", choices=["drop-missed", "drop-all-after-freeze", "drop-all"],
+                        help="diagnostic: take true poisons out of the main loss")
+    parser.add_argument("--cost", action="store_true",
+                        help="also time plain training right after each run (same set and seed)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/e2abl_probe.jsonl"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    params = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
+    for attack in args.attack:
+        for seed in args.seeds:
+            row = probe_run(args.dataset, attack, seed, params, args.trace, args.threads, args.oracle)
+            if args.cost:
+                row["plain_train_seconds"] = round(plain_seconds(args.dataset, attack, seed,
+                                                                 args.threads), 2)
+                row["cost_vs_plain"] = round(row["train_seconds"] / row["plain_train_seconds"], 2)
+            summary = {k: v for k, v in row.items() if k != "epochs"}
+            print("RESULT", json.dumps(summary), flush=True)
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
