@@ -6,7 +6,7 @@ error maximisers against the PDE oracle) on all three; the repair of the
 poisoned one; and, separately, active learning against random sampling.
 
     PYTHONPATH=src python benchmarks/regression_audit.py [--seeds 0-9] [--parts attack,active]
-        [--cache /tmp/bg-regression-audit] [--threads 1]
+        [--cache /tmp/bg-regression-audit] [--threads 1] [--summary-to FILE.json]
 
 Trained models and per-seed results are cached in `--cache`, so an interrupted
 run resumes, and seeds can run in separate processes (`--seeds 0-4` and
@@ -280,6 +280,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/bg-regression-audit"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-report", action="store_true", help="only fill the cache")
+    parser.add_argument("--summary-to", type=Path, default=None,
+                        help="write the summary and per-seed records to this JSON file and "
+                             "print the tables; the docs page and pictures are left alone "
+                             "(for seeds other than the benchmark's, e.g. held-out checks)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 1 epoch, small budgets, nothing written to docs/")
     args = parser.parse_args()
@@ -300,6 +304,11 @@ def main() -> None:
         record["mse_rise_by_distance"] = rise_by_distance(record["seed"], record, args.cache)
     summary = summarise(attack, active, {"attack": ATTACK, "match": MATCH,
                                           "wide_match": WIDE_MATCH})
+    if args.summary_to:
+        write_json(args.summary_to, {"summary": summary, "attack": attack, "active": active,
+                                     "settings": {"attack": ATTACK, "audit_budget": AUDIT_BUDGET}})
+        print(markdown(summary))
+        return
     if attack:
         slices_picture(seeds[0], args.cache, args.threads, RESULTS / "regression_audit_slices.png")
     if active:

@@ -43,7 +43,7 @@ def audit_command(
     repair_mode: Annotated[str | None, typer.Option(help="relabel or drop (default relabel).")] = None,
     repair_budget: Annotated[int | None, typer.Option(help="Oracle calls for the repair (default 2000).")] = None,
     repair_epochs: Annotated[int | None, typer.Option(
-        help="Fine-tuning epochs of the repair (default 40); `repair_train` in --config "
+        help="Fine-tuning epochs of the repair (default 80); `repair_train` in --config "
              "sets its other training settings.")] = None,
     slice_grid: Annotated[int | None, typer.Option(help="Points per side of each picture slice (0: no picture; default 15).")] = None,
     oracle: Annotated[str | None, typer.Option(help="Your oracle: package.module:function returning an Oracle.")] = None,

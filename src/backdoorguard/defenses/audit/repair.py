@@ -36,7 +36,7 @@ from ..base import Audit, Cost, Result
 from .error_maximizers import Box
 
 MODES = ("relabel", "drop")
-FINE_TUNE = TrainConfig(epochs=40, batch_size=256, optimizer="adam", lr=5e-4)
+FINE_TUNE = TrainConfig(epochs=80, batch_size=256, optimizer="adam", lr=5e-4)
 
 
 @dataclass(frozen=True)
