@@ -2,7 +2,7 @@
 and true_error / target_error on triggered test inputs, before and after.
 
     PYTHONPATH=src:benchmarks python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500]
-        [--epochs 12] [--models blended0 ...] [--fast]
+        [--epochs 12] [--models blended0 ...] [--fast] [--param lr=1e-4 ...]
 
 needs the models cached by benchmarks/detection_zoo.py (same settings; without
 --models, every backdoored model of a zoo of 4 per attack); writes
@@ -38,12 +38,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fast", action="store_true", help="the zoo's --fast DRMGuard scan")
+    parser.add_argument("--param", action="append", default=[],
+                        help="KEY=VALUE for the fine-tuning (epochs, lr, batch_size, loss)")
     args = parser.parse_args()
+    params = {k: json.loads(v) if v[:1].isdigit() or v[:1] in "-." else v
+              for k, v in (pair.split("=", 1) for pair in args.param)}
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
     data = resolve(TrainRun(dataset=args.dataset)).data
     clean = clean_subset(data, 0.05, seed=0)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     key = args.dataset if args.epochs == 8 else f"{args.dataset}@{args.epochs}"
+    key += "".join(f"|{k}={v}" for k, v in sorted(params.items()))
     for model in zoo(args.dataset, 2, 4, 4, args.epochs):
         if model["role"] != "backdoored" or (args.models and model["name"] not in args.models):
             continue
@@ -53,7 +58,8 @@ def main() -> None:
         before = evaluate(net, data.test, attack).to_dict()
         start = time.perf_counter()
         detector = FAST["drmguard"] if args.fast else {}
-        purified = create_defense("drmguard", "purification", detector=detector).purify(
+        purified = create_defense("drmguard", "purification", detector=detector,
+                                  **params).purify(
             net, clean, runtime=runtime)
         seconds = time.perf_counter() - start
         after = evaluate(purified.model, data.test, attack).to_dict()
@@ -62,6 +68,8 @@ def main() -> None:
                  "detector": detector,
                  "true_error_reduction": 1 - after["true_error"] / before["true_error"],
                  "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
+        # re-read before writing: another process may be running another setting
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         results.setdefault(key, {})[model["name"]] = entry
         print(model["name"], {k: entry[k] for k in ("true_error_reduction", "clean_mae_increase",
                                                     "seconds")}, flush=True)

@@ -154,6 +154,21 @@ def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
         create_defense("drmguard", "audit")
 
 
+def test_drmguard_purifier_keeps_batchnorm_statistics_when_asked(runtime):
+    data, model = regression_data(), tiny_regressor()
+    stats = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("running_mean")}
+    assert stats, "the test model needs BatchNorm layers"
+    detector = {"steps": 10, "restarts": 1, "lambdas": [1.0]}
+    frozen, default = (create_defense("drmguard", "purification", epochs=2, detector=detector,
+                                      **extra).purify(model, data, runtime=runtime)
+                       for extra in ({"batchnorm": "frozen"}, {}))
+    assert all(torch.equal(frozen.model.state_dict()[k], v) for k, v in stats.items())
+    assert not all(torch.equal(default.model.state_dict()[k], v) for k, v in stats.items())
+    assert (frozen.changes["batchnorm"], default.changes["batchnorm"]) == ("frozen", "train")
+    with pytest.raises(BadInput, match="batchnorm mode"):
+        create_defense("drmguard", "purification", batchnorm="stats")
+
+
 def test_nc_regression_needs_only_outputs_and_is_reproducible(runtime):
     data = regression_data()
     torch.manual_seed(0)
