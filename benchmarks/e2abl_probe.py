@@ -99,8 +99,8 @@ class Probe(Hook):
         print(json.dumps(record), flush=True)
 
 
-def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> float:
-    """Training seconds of plain training on the same poisoned set, model and seed."""
+def setup(dataset: str, attack_name: str, seed: int, threads: int):
+    """The recipe's data, a fresh seeded model, the attack and the poisoned set."""
     run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
                                                                target=TARGET))
     resolved = resolve(run_config)
@@ -109,19 +109,18 @@ def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> fl
     runtime.apply()
     model = create_model(resolved.model_name, resolved.data.task, **resolved.model_args)
     poisoned = attack.poison(resolved.data.train, RATE, seed=seed)
+    return resolved, runtime, attack, model, poisoned
+
+
+def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> float:
+    """Training seconds of plain training on the same poisoned set, model and seed."""
+    resolved, runtime, _, model, poisoned = setup(dataset, attack_name, seed, threads)
     return fit(model, poisoned, resolved.train, runtime=runtime).seconds
 
 
 def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bool,
               threads: int, oracle: str | None = None) -> dict:
-    run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
-                                                               target=TARGET))
-    resolved = resolve(run_config)
-    runtime = Runtime(seed=seed, device="cpu", threads=threads, progress=False)
-    attack = build_attack(run_config.attack, resolved.data.task)
-    runtime.apply()
-    model = create_model(resolved.model_name, resolved.data.task, **resolved.model_args)
-    poisoned = attack.poison(resolved.data.train, RATE, seed=seed)
+    resolved, runtime, attack, model, poisoned = setup(dataset, attack_name, seed, threads)
     poison = torch.as_tensor(poisoned.poison_index, dtype=torch.long)
     probes: list[Probe] = []
     plain_fit = e2abl_module.fit
