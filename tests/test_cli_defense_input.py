@@ -30,6 +30,17 @@ def test_switches_must_be_true_or_false():
     assert create_defense("error-maximizers", "audit", refine=False).refine is False
 
 
+def test_exponent_numbers_from_flags_and_files_are_numbers(tmp_path):
+    from backdoorguard.cli.common import key_values
+    from backdoorguard.config import load_yaml
+
+    params = key_values(["lr=1e-4", "mode=train", "steps=5"], "--param")
+    assert params == {"lr": 1e-4, "mode": "train", "steps": 5}
+    assert create_defense("drmguard", "purification", lr=params["lr"]).train.lr == 1e-4
+    (tmp_path / "run.yaml").write_text("train:\n  lr: 2E-3\nname: 1e\n")
+    assert load_yaml(tmp_path / "run.yaml") == {"train": {"lr": 2e-3}, "name": "1e"}
+
+
 def test_purifier_train_settings_must_be_a_mapping():
     with pytest.raises(BadInput, match="must be a mapping"):
         create_defense("ft", "purification", train="abc")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -90,6 +91,22 @@ def train_settings(train: TrainConfig | Mapping[str, Any] | None, base: TrainCon
     return validate(TrainConfig, {**base.model_dump(), **train}, source)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, except that `1e-4` (no dot in the mantissa) is a
+    number, as in YAML 1.2 and JSON, not the string '1e-4'."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """`yaml.safe_load`, reading `1e-4` as a number (config files and KEY=VALUE flags)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors for a missing or malformed file."""
     path = Path(path)
@@ -98,7 +115,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise BadInput(f"cannot read config file {str(path)!r}: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -120,14 +120,14 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any] | None:
     """`KEY=VALUE` flags to a dict; values are parsed as YAML (numbers, lists, ...)."""
     if not pairs:
         return None
-    import yaml
+    from ..config import parse_yaml
 
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise BadInput(f"{flag} {pair!r} must look like KEY=VALUE")
-        parsed[key] = yaml.safe_load(value)
+        parsed[key] = parse_yaml(value)
     return parsed
 
 
