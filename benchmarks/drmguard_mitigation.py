@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from backdoorguard.cli.common import key_values
 from backdoorguard.config import TrainRun
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import evaluate
@@ -41,12 +42,10 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[],
                         help="KEY=VALUE for the fine-tuning (epochs, lr, batch_size, loss)")
     args = parser.parse_args()
-    params = {k: json.loads(v) if v[:1].isdigit() or v[:1] in "-." else v
-              for k, v in (pair.split("=", 1) for pair in args.param)}
+    params = key_values(args.param, "--param") or {}
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
     data = resolve(TrainRun(dataset=args.dataset)).data
     clean = clean_subset(data, 0.05, seed=0)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     key = args.dataset if args.epochs == 8 else f"{args.dataset}@{args.epochs}"
     key += "".join(f"|{k}={v}" for k, v in sorted(params.items()))
     for model in zoo(args.dataset, 2, 4, 4, args.epochs):
@@ -68,13 +67,17 @@ def main() -> None:
                  "detector": detector,
                  "true_error_reduction": 1 - after["true_error"] / before["true_error"],
                  "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
-        # re-read before writing: another process may be running another setting
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        # read just before writing: another process may be running another setting
+        results = stored()
         results.setdefault(key, {})[model["name"]] = entry
         print(model["name"], {k: entry[k] for k in ("true_error_reduction", "clean_mae_increase",
                                                     "seconds")}, flush=True)
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    print(table(results[key]))
+    print(table(stored().get(key, {})))
+
+
+def stored() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
 def table(entries: dict) -> str:

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 import backdoorguard.defenses.training.e2abl as e2abl_module
+from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.metrics import evaluate, isolation
 from backdoorguard.core.runtime import Runtime
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/e2abl_probe.jsonl"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    params = {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in args.param)}
+    params = key_values(args.param, "--param") or {}
     for attack in args.attack:
         for seed in args.seeds:
             row = probe_run(args.dataset, attack, seed, params, args.trace, args.threads, args.oracle)

@@ -304,19 +304,18 @@ def main() -> None:
         record["mse_rise_by_distance"] = rise_by_distance(record["seed"], record, args.cache)
     summary = summarise(attack, active, {"attack": ATTACK, "match": MATCH,
                                           "wide_match": WIDE_MATCH})
+    results = {"summary": summary, "attack": attack, "active": active,
+               "settings": {"attack": ATTACK, "audit_budget": AUDIT_BUDGET,
+                            "active_budgets": list(ACTIVE_BUDGETS)}}
     if args.summary_to:
-        write_json(args.summary_to, {"summary": summary, "attack": attack, "active": active,
-                                     "settings": {"attack": ATTACK, "audit_budget": AUDIT_BUDGET}})
+        write_json(args.summary_to, results)
         print(markdown(summary))
         return
     if attack:
         slices_picture(seeds[0], args.cache, args.threads, RESULTS / "regression_audit_slices.png")
     if active:
         active_figure(summary, active, RESULTS / "regression_audit_active.png")
-    write_json(RESULTS / "regression_audit.json",
-               {"summary": summary, "attack": attack, "active": active,
-                "settings": {"attack": ATTACK, "audit_budget": AUDIT_BUDGET,
-                             "active_budgets": list(ACTIVE_BUDGETS)}})
+    write_json(RESULTS / "regression_audit.json", results)
     write_docs(summary, DOCS)
     print(markdown(summary))
 
