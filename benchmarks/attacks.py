@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
@@ -199,19 +200,6 @@ def save(path: Path, results: dict) -> None:
     path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
-def parse_params(pairs: list[str]) -> dict:
-    """`K=V` pairs; values are read as YAML (numbers, lists, strings)."""
-    import yaml
-
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--param {pair!r} must be KEY=VALUE")
-        params[key] = yaml.safe_load(value)
-    return params
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Attack bars")
     parser.add_argument("--datasets", nargs="*", default=list(SETTINGS))
@@ -234,7 +222,8 @@ def main() -> None:
             raise SystemExit("--param/--train need exactly one --datasets and one --attacks")
         dataset = args.datasets[0]
         attack = None if args.attacks[0] == "none" else args.attacks[0]
-        params, train = parse_params(args.param), parse_params(args.train)
+        params = key_values(args.param, "--param") or {}
+        train = key_values(args.train, "--train") or {}
         key = tuning_key(dataset, attack, cell_config(dataset, attack, params), train)
         if key not in tuning:
             tuning[key] = run_cell(dataset, attack, runtime, params, train)
