@@ -9,8 +9,12 @@ model and per cell, written after each finishes, so an interrupted run resumes.
 
     python benchmarks/purification.py [--only GLOB ...] [--methods ft d3 ...]
                                       [--threads 1] [--models-only] [--page-only]
+                                      [--seed 0] [--results FILE] [--no-page]
 
-writes docs/results/purification.json and docs/purification.md.
+writes docs/results/purification.json and docs/purification.md. A held-out
+check at another seed trains its own models (`.cache/purification/seed1/`) and
+writes its own results: `--seed 1 --results docs/results/purification_seed1.json
+--no-page`.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def model_key(setting: str, attack: str) -> str:
     return f"{setting}|{attack}"
 
 
-def train_model(setting: tuple, attack: str, runtime: Runtime) -> dict:
+def train_model(setting: tuple, attack: str, runtime: Runtime, cache: Path = CACHE) -> dict:
     """Train and cache one backdoored model; its record (metrics, training time)."""
     name, dataset, (model, args), _, params = setting
     classification = load_dataset(dataset).task.is_classification
@@ -70,7 +74,7 @@ def train_model(setting: tuple, attack: str, runtime: Runtime) -> dict:
                           params=params.get(attack, {}))
     run = TrainRun(dataset=dataset, model=model, model_args=args, attack=config)
     result = train_run(run, runtime, resolve(run))
-    folder = CACHE / name / attack
+    folder = cache / name / attack
     write_train_result(result, folder, overwrite=True)
     return {"setting": name, "dataset": dataset, "model": model, "model_args": args,
             "attack": attack, "spec": result.attack.spec(), "poison_rate": rate,
@@ -87,7 +91,8 @@ def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
     model, card = load_model(folder)
     data = load_dataset(record["dataset"])
     attack = attack_of(card, data.task, folder)
-    out = CACHE / "purified" / record["setting"] / record["attack"] / method
+    out = Path(record["folder"]).parent.parent / "purified" / record["setting"] / \
+        record["attack"] / method
     start = time.perf_counter()
     summary = purify_step(model, data, attack, out, method=method, runtime=runtime,
                           clean_fraction=CLEAN_FRACTION)
@@ -123,10 +128,15 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--models-only", action="store_true")
     parser.add_argument("--page-only", action="store_true")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the models' training and of the purifiers")
+    parser.add_argument("--no-page", action="store_true",
+                        help="leave docs/purification.md alone (held-out runs)")
     args = parser.parse_args()
     RESULTS = args.results
     torch.set_num_threads(args.threads)
-    runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
+    runtime = Runtime(seed=args.seed, device="cpu", threads=args.threads, progress=False)
+    cache = CACHE if args.seed == 0 else CACHE / f"seed{args.seed}"
     if not args.page_only:
         methods = [] if args.models_only else args.methods or purification_methods()
         for setting in SETTINGS:
@@ -136,7 +146,7 @@ def main() -> None:
                     continue
                 model = stored()["models"].get(key)  # another run may have trained it
                 if model is None or not Path(model["folder"], "model.json").exists():
-                    model = train_model(setting, attack, runtime)
+                    model = train_model(setting, attack, runtime, cache)
                     save("models", key, model)
                     print("trained", key, model["metrics"], model["train_seconds"], flush=True)
                 for method in methods:
@@ -149,9 +159,10 @@ def main() -> None:
                         entry = {"skipped": str(error)}
                     save("cells", cell, entry)
                     print(cell, entry.get("after", entry), flush=True)
-    from backdoorguard.defenses.purification.report import write_page
+    if not args.no_page:
+        from backdoorguard.defenses.purification.report import write_page
 
-    write_page(stored(), PAGE)
+        write_page(stored(), PAGE)
 
 
 def purification_methods() -> list[str]:
