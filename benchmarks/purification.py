@@ -10,11 +10,14 @@ model and per cell, written after each finishes, so an interrupted run resumes.
     python benchmarks/purification.py [--only GLOB ...] [--methods ft d3 ...]
                                       [--threads 1] [--models-only] [--page-only]
                                       [--seed 0] [--results FILE] [--no-page]
+                                      [--param KEY=VALUE ... --variant NAME]
 
 writes docs/results/purification.json and docs/purification.md. A held-out
 check at another seed trains its own models (`.cache/purification/seed1/`) and
 writes its own results: `--seed 1 --results docs/results/purification_seed1.json
---no-page`.
+--no-page`. `--param` runs the methods with changed parameters; its cells are
+stored as method `METHOD NAME` (`--variant NAME`, required with `--param`),
+shown as rows of their own and never counted as the method.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
@@ -82,8 +86,9 @@ def train_model(setting: tuple, attack: str, runtime: Runtime, cache: Path = CAC
             "folder": str(folder)}
 
 
-def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
-    """Purify the cached model with `method` and its defaults."""
+def run_cell(record: dict, method: str, runtime: Runtime, params: dict | None = None,
+             variant: str | None = None) -> dict:
+    """Purify the cached model with `method` and its defaults (or `params`)."""
     from backdoorguard.core.checkpoint import load_model
     from backdoorguard.defenses.purification.run import attack_of, purify_step
 
@@ -92,10 +97,10 @@ def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
     data = load_dataset(record["dataset"])
     attack = attack_of(card, data.task, folder)
     out = Path(record["folder"]).parent.parent / "purified" / record["setting"] / \
-        record["attack"] / method
+        record["attack"] / (method if variant is None else f"{method}-{variant}")
     start = time.perf_counter()
     summary = purify_step(model, data, attack, out, method=method, runtime=runtime,
-                          clean_fraction=CLEAN_FRACTION)
+                          clean_fraction=CLEAN_FRACTION, params=params)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     return summary
 
@@ -132,7 +137,14 @@ def main() -> None:
                         help="seed of the models' training and of the purifiers")
     parser.add_argument("--no-page", action="store_true",
                         help="leave docs/purification.md alone (held-out runs)")
+    parser.add_argument("--param", action="append", default=None,
+                        help="KEY=VALUE for every method run (needs --variant)")
+    parser.add_argument("--variant", default=None,
+                        help="name of the --param cells: stored as method 'METHOD NAME'")
     args = parser.parse_args()
+    params = key_values(args.param, "--param")
+    if (params is None) != (args.variant is None):
+        raise SystemExit("--param and --variant go together: variant cells need a name")
     RESULTS = args.results
     torch.set_num_threads(args.threads)
     runtime = Runtime(seed=args.seed, device="cpu", threads=args.threads, progress=False)
@@ -150,11 +162,11 @@ def main() -> None:
                     save("models", key, model)
                     print("trained", key, model["metrics"], model["train_seconds"], flush=True)
                 for method in methods:
-                    cell = f"{key}|{method}"
+                    cell = f"{key}|{method}" + (f" {args.variant}" if args.variant else "")
                     if cell in stored()["cells"]:
                         continue
                     try:
-                        entry = run_cell(model, method, runtime)
+                        entry = run_cell(model, method, runtime, params, args.variant)
                     except BadInput as error:  # a method that does not apply (sms on cnn-small)
                         entry = {"skipped": str(error)}
                     save("cells", cell, entry)

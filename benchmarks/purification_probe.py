@@ -5,7 +5,7 @@ accuracy and ASR before and after, the clean set's size and the model's loss on 
 
     python benchmarks/purification_probe.py 'GunPoint|*' --methods d3 sms [--param augment=off ...]
                                             [--models docs/results/purification.json]
-                                            [--seed 0] [--threads 1]
+                                            [--seed 0] [--clean-fraction 0.05] [--threads 1]
 
 One line of JSON per run (appended to --log when given).
 """
@@ -31,12 +31,13 @@ from backdoorguard.defenses.purification.run import attack_of
 from backdoorguard.pipeline import clean_subset
 
 
-def probe(record: dict, method: str, params: dict, runtime: Runtime) -> dict:
+def probe(record: dict, method: str, params: dict, runtime: Runtime,
+          fraction: float = 0.05) -> dict:
     folder = Path(record["folder"])
     model, card = load_model(folder)
     data = load_dataset(record["dataset"])
     attack = attack_of(card, data.task, folder)
-    clean = clean_subset(data, 0.05, seed=runtime.seed)
+    clean = clean_subset(data, fraction, seed=runtime.seed)
     before = evaluate(model, data.test, attack)
     purifier = create_defense(method, "purification", **params)
     start = time.perf_counter()
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=None)
     parser.add_argument("--models", type=Path, default=Path("docs/results/purification.json"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clean-fraction", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log", type=Path, default=None)
     args = parser.parse_args()
@@ -72,7 +74,7 @@ def main() -> None:
         if not any(fnmatch.fnmatch(key, glob) for glob in args.cells):
             continue
         for method in args.methods:
-            line = json.dumps(probe(record, method, params, runtime))
+            line = json.dumps(probe(record, method, params, runtime, args.clean_fraction))
             print(line, flush=True)
             if args.log is not None:
                 with args.log.open("a") as log:
