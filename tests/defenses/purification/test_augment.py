@@ -66,6 +66,8 @@ def test_default_augments_classification_series_only():
     assert [augmentation_for("auto", t) for t in (image, table, regression)] == ["off"] * 3
     assert augmentation_for("series", regression) == "series"
     assert augmentation_for("off", SERIES) == "off"
+    # YAML reads `--param augment=off` as false and `on` as true
+    assert augmentation_for(False, SERIES) == "off" and augmentation_for(True, SERIES) == "series"
     with pytest.raises(BadInput, match="augment='series' needs series data; this task is image"):
         augmentation_for("series", image)
     with pytest.raises(BadInput, match="unknown augment 'sometimes'; allowed: auto, series, off"):

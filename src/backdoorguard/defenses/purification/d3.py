@@ -99,7 +99,8 @@ class D3(FineTuningPurifier):
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
                  warm_start: str = "random", lam: float = 5.0, epsilon: float | None = None,
                  p: float = 2.0, train: TrainConfig | dict[str, Any] | None = None,
-                 min_steps: int = 100, batchnorm: str = "frozen", augment: str = "auto") -> None:
+                 min_steps: int = 100, batchnorm: str = "frozen",
+                 augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
         one_of("d3 warm start", warm_start, WARM_STARTS)

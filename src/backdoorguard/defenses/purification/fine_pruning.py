@@ -71,7 +71,7 @@ class FinePruning(FineTuningPurifier):
 
     def __init__(self, *, max_drop: float | None = None, max_ratio: float = 0.9,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 100,
-                 batchnorm: str = "frozen", augment: str = "auto") -> None:
+                 batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
         if max_drop is not None and not max_drop >= 0:

@@ -22,7 +22,8 @@ class FineTune(FineTuningPurifier):
     span-normalised squared error of `core.training.task_loss`)."""
 
     def __init__(self, *, train: TrainConfig | dict[str, Any] | None = None,
-                 min_steps: int = 100, batchnorm: str = "frozen", augment: str = "auto") -> None:
+                 min_steps: int = 100, batchnorm: str = "frozen",
+                 augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
 

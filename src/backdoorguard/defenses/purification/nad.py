@@ -50,7 +50,7 @@ class NAD(FineTuningPurifier):
 
     def __init__(self, *, beta: float = 5000.0, p: float = 2.0, teacher_epochs: int = 10,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 100,
-                 batchnorm: str = "frozen", augment: str = "auto") -> None:
+                 batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
         if not beta >= 0 or not p > 0 or teacher_epochs < 1:

@@ -91,7 +91,7 @@ class SMS(FineTuningPurifier):
     def __init__(self, *, probe: str = "surrogate", trigger: Any = None,
                  probe_size: int = 64, surrogate_steps: int = 60,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 50,
-                 batchnorm: str = "frozen", augment: str = "auto") -> None:
+                 batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
         one_of("sms probe", probe, PROBES)
