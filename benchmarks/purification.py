@@ -9,8 +9,15 @@ model and per cell, written after each finishes, so an interrupted run resumes.
 
     python benchmarks/purification.py [--only GLOB ...] [--methods ft d3 ...]
                                       [--threads 1] [--models-only] [--page-only]
+                                      [--seed 0] [--results FILE] [--no-page]
+                                      [--param KEY=VALUE ... --variant NAME]
 
-writes docs/results/purification.json and docs/purification.md.
+writes docs/results/purification.json and docs/purification.md. A held-out
+check at another seed trains its own models (`.cache/purification/seed1/`) and
+writes its own results: `--seed 1 --results docs/results/purification_seed1.json
+--no-page`. `--param` runs the methods with changed parameters; its cells are
+stored as method `METHOD NAME` (`--variant NAME`, required with `--param`),
+shown as rows of their own and never counted as the method.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
@@ -60,7 +68,7 @@ def model_key(setting: str, attack: str) -> str:
     return f"{setting}|{attack}"
 
 
-def train_model(setting: tuple, attack: str, runtime: Runtime) -> dict:
+def train_model(setting: tuple, attack: str, runtime: Runtime, cache: Path = CACHE) -> dict:
     """Train and cache one backdoored model; its record (metrics, training time)."""
     name, dataset, (model, args), _, params = setting
     classification = load_dataset(dataset).task.is_classification
@@ -70,7 +78,7 @@ def train_model(setting: tuple, attack: str, runtime: Runtime) -> dict:
                           params=params.get(attack, {}))
     run = TrainRun(dataset=dataset, model=model, model_args=args, attack=config)
     result = train_run(run, runtime, resolve(run))
-    folder = CACHE / name / attack
+    folder = cache / name / attack
     write_train_result(result, folder, overwrite=True)
     return {"setting": name, "dataset": dataset, "model": model, "model_args": args,
             "attack": attack, "spec": result.attack.spec(), "poison_rate": rate,
@@ -78,8 +86,9 @@ def train_model(setting: tuple, attack: str, runtime: Runtime) -> dict:
             "folder": str(folder)}
 
 
-def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
-    """Purify the cached model with `method` and its defaults."""
+def run_cell(record: dict, method: str, runtime: Runtime, params: dict | None = None,
+             variant: str | None = None) -> dict:
+    """Purify the cached model with `method` and its defaults (or `params`)."""
     from backdoorguard.core.checkpoint import load_model
     from backdoorguard.defenses.purification.run import attack_of, purify_step
 
@@ -87,10 +96,11 @@ def run_cell(record: dict, method: str, runtime: Runtime) -> dict:
     model, card = load_model(folder)
     data = load_dataset(record["dataset"])
     attack = attack_of(card, data.task, folder)
-    out = CACHE / "purified" / record["setting"] / record["attack"] / method
+    out = Path(record["folder"]).parent.parent / "purified" / record["setting"] / \
+        record["attack"] / (method if variant is None else f"{method}-{variant}")
     start = time.perf_counter()
     summary = purify_step(model, data, attack, out, method=method, runtime=runtime,
-                          clean_fraction=CLEAN_FRACTION)
+                          clean_fraction=CLEAN_FRACTION, params=params)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     return summary
 
@@ -123,10 +133,22 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--models-only", action="store_true")
     parser.add_argument("--page-only", action="store_true")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the models' training and of the purifiers")
+    parser.add_argument("--no-page", action="store_true",
+                        help="leave docs/purification.md alone (held-out runs)")
+    parser.add_argument("--param", action="append", default=None,
+                        help="KEY=VALUE for every method run (needs --variant)")
+    parser.add_argument("--variant", default=None,
+                        help="name of the --param cells: stored as method 'METHOD NAME'")
     args = parser.parse_args()
+    params = key_values(args.param, "--param")
+    if (params is None) != (args.variant is None):
+        raise SystemExit("--param and --variant go together: variant cells need a name")
     RESULTS = args.results
     torch.set_num_threads(args.threads)
-    runtime = Runtime(seed=0, device="cpu", threads=args.threads, progress=False)
+    runtime = Runtime(seed=args.seed, device="cpu", threads=args.threads, progress=False)
+    cache = CACHE if args.seed == 0 else CACHE / f"seed{args.seed}"
     if not args.page_only:
         methods = [] if args.models_only else args.methods or purification_methods()
         for setting in SETTINGS:
@@ -136,22 +158,23 @@ def main() -> None:
                     continue
                 model = stored()["models"].get(key)  # another run may have trained it
                 if model is None or not Path(model["folder"], "model.json").exists():
-                    model = train_model(setting, attack, runtime)
+                    model = train_model(setting, attack, runtime, cache)
                     save("models", key, model)
                     print("trained", key, model["metrics"], model["train_seconds"], flush=True)
                 for method in methods:
-                    cell = f"{key}|{method}"
+                    cell = f"{key}|{method}" + (f" {args.variant}" if args.variant else "")
                     if cell in stored()["cells"]:
                         continue
                     try:
-                        entry = run_cell(model, method, runtime)
+                        entry = run_cell(model, method, runtime, params, args.variant)
                     except BadInput as error:  # a method that does not apply (sms on cnn-small)
                         entry = {"skipped": str(error)}
                     save("cells", cell, entry)
                     print(cell, entry.get("after", entry), flush=True)
-    from backdoorguard.defenses.purification.report import write_page
+    if not args.no_page:
+        from backdoorguard.defenses.purification.report import write_page
 
-    write_page(stored(), PAGE)
+        write_page(stored(), PAGE)
 
 
 def purification_methods() -> list[str]:

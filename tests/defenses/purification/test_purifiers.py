@@ -172,6 +172,8 @@ def test_cli_purify_writes_checkpoint_and_report(backdoored, tmp_path, capsys):
     (["--method", "ft", "--param", "colour=red"], "has no parameter 'colour'; allowed: "),
     (["--method", "drmguard", "--param", "loss=huber"], "drmguard purifier fine-tuning: loss: "),
     (["--method", "drmguard", "--param", "lr=-1"], "drmguard purifier fine-tuning: lr: "),
+    (["--method", "ft", "--param", "augment=series"],
+     "augment='series' needs series data; this task is image"),
 ])
 def test_cli_purify_bad_input_exits_2_without_output(argv, message, backdoored, tmp_path, capsys):
     checkpoint = write_train_result(backdoored, tmp_path / "backdoored")

@@ -99,8 +99,10 @@ class D3(FineTuningPurifier):
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
                  warm_start: str = "random", lam: float = 5.0, epsilon: float | None = None,
                  p: float = 2.0, train: TrainConfig | dict[str, Any] | None = None,
-                 min_steps: int = 100, batchnorm: str = "frozen") -> None:
-        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm)
+                 min_steps: int = 100, batchnorm: str = "frozen",
+                 augment: str | bool = "auto") -> None:
+        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
+                         augment=augment)
         one_of("d3 warm start", warm_start, WARM_STARTS)
         if not lam > 0 or not p > 0 or (epsilon is not None and not epsilon > 0):
             raise BadInput(f"d3: lam {lam}, p {p} and epsilon {epsilon} must be positive")
@@ -172,4 +174,4 @@ class D3(FineTuningPurifier):
         changes = {"layers": list(layers), "weights": sorted(weights), "warm_start":
                    self.warm_start, "epsilon": epsilon, "lam": self.lam, "p": self.p,
                    "relative_distance": moved, "epochs": len(history.epochs)}
-        return self.result(model, changes, start, [history])
+        return self.result(model, changes, start, [history], clean.task)

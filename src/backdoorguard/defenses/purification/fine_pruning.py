@@ -71,8 +71,9 @@ class FinePruning(FineTuningPurifier):
 
     def __init__(self, *, max_drop: float | None = None, max_ratio: float = 0.9,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 100,
-                 batchnorm: str = "frozen") -> None:
-        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm)
+                 batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
+        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
+                         augment=augment)
         if max_drop is not None and not max_drop >= 0:
             raise BadInput(f"fp max_drop {max_drop} must be ≥ 0")
         if not 0 < max_ratio < 1:
@@ -111,4 +112,4 @@ class FinePruning(FineTuningPurifier):
         history = self.finetune(model, clean, runtime, hooks=[KeepPruned(model.head, pruned)])
         changes = {"pruned_units": pruned.tolist(), "pruned": count,
                    "units": int(model.head.weight.shape[1]), "epochs": len(history.epochs)}
-        return self.result(model, changes, start, [history])
+        return self.result(model, changes, start, [history], clean.task)

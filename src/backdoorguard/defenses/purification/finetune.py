@@ -22,8 +22,10 @@ class FineTune(FineTuningPurifier):
     span-normalised squared error of `core.training.task_loss`)."""
 
     def __init__(self, *, train: TrainConfig | dict[str, Any] | None = None,
-                 min_steps: int = 100, batchnorm: str = "frozen") -> None:
-        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm)
+                 min_steps: int = 100, batchnorm: str = "frozen",
+                 augment: str | bool = "auto") -> None:
+        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
+                         augment=augment)
 
     def purify(self, model: nn.Module, clean: ArrayDataset, *,
                runtime: Runtime = Runtime()) -> Purified:
@@ -31,4 +33,4 @@ class FineTune(FineTuningPurifier):
         model = self.prepare(model, clean, runtime)
         history = self.finetune(model, clean, runtime)
         return self.result(model, {"layers": "all", "epochs": len(history.epochs)}, start,
-                           [history])
+                           [history], clean.task)

@@ -50,8 +50,9 @@ class NAD(FineTuningPurifier):
 
     def __init__(self, *, beta: float = 5000.0, p: float = 2.0, teacher_epochs: int = 10,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 100,
-                 batchnorm: str = "frozen") -> None:
-        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm)
+                 batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
+        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
+                         augment=augment)
         if not beta >= 0 or not p > 0 or teacher_epochs < 1:
             raise BadInput(f"nad: beta {beta} must be ≥ 0, p {p} > 0, teacher_epochs "
                            f"{teacher_epochs} ≥ 1")
@@ -87,4 +88,4 @@ class NAD(FineTuningPurifier):
         history = self.finetune(student, clean, runtime, objective=self.objective(teacher, clean))
         changes = {"beta": self.beta, "stages": len(student.stages),
                    "teacher_epochs": len(taught.epochs), "epochs": len(history.epochs)}
-        return self.result(student, changes, start, [taught, history])
+        return self.result(student, changes, start, [taught, history], clean.task)

@@ -91,8 +91,9 @@ class SMS(FineTuningPurifier):
     def __init__(self, *, probe: str = "surrogate", trigger: Any = None,
                  probe_size: int = 64, surrogate_steps: int = 60,
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 50,
-                 batchnorm: str = "frozen") -> None:
-        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm)
+                 batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
+        super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
+                         augment=augment)
         one_of("sms probe", probe, PROBES)
         if probe != "surrogate" and trigger is None:
             raise BadInput(f"sms probe={probe!r} needs `trigger` (an object with apply(x) "
@@ -193,4 +194,4 @@ class SMS(FineTuningPurifier):
                    "trained": stage, "trained_parameters": sum(p.numel() for p in parameters),
                    "probe_asr": found["asr"], "block_scores": found["score"],
                    "gammas": list(GAMMAS), "epochs": len(history.epochs)}
-        return self.result(model, changes, start, histories)
+        return self.result(model, changes, start, histories, clean.task)
