@@ -1,14 +1,16 @@
-"""DRMGuard mitigation on the detection zoo's cached backdoored models: clean MAE
-and true_error / target_error on triggered test inputs, before and after.
+"""DRMGuard mitigation (or any other purifier, `--method`) on the detection zoo's
+cached backdoored models: clean MAE and true_error / target_error on triggered
+test inputs, before and after.
 
     PYTHONPATH=src:benchmarks python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500]
-        [--epochs 12] [--models blended0 ...] [--fast] [--param lr=1e-4 ...]
+        [--epochs 12] [--models blended0 ...] [--fast] [--method d3] [--param lr=1e-4 ...]
 
 needs the models cached by benchmarks/detection_zoo.py (same settings; without
 --models, every backdoored model of a zoo of 4 per attack); writes
 docs/results/drmguard_mitigation.json (8-epoch runs under the data set's name,
-others under "NAME@EPOCHS") and prints a table with the issue's bars
-(true_error down >= 70 %, clean MAE up <= 15 %).
+others under "NAME@EPOCHS", other methods under "METHOD:" before it) and prints
+a table with the bars: DRMGuard mitigation's (true_error down >= 70 %, clean MAE
+up <= 15 %) and purification's (asr@tol <= 0.10, clean MAE up <= 15 %).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fast", action="store_true", help="the zoo's --fast DRMGuard scan")
+    parser.add_argument("--method", default="drmguard", help="purification method")
     parser.add_argument("--param", action="append", default=[],
-                        help="KEY=VALUE for the fine-tuning (epochs, lr, batch_size, loss)")
+                        help="KEY=VALUE for the purifier (DRMGuard: epochs, lr, batch_size, loss)")
     args = parser.parse_args()
     params = key_values(args.param, "--param") or {}
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
@@ -48,6 +51,12 @@ def main() -> None:
     clean = clean_subset(data, 0.05, seed=0)
     key = args.dataset if args.epochs == 8 else f"{args.dataset}@{args.epochs}"
     key += "".join(f"|{k}={v}" for k, v in sorted(params.items()))
+    detector, options = None, params
+    if args.method == "drmguard":
+        detector = FAST["drmguard"] if args.fast else {}
+        options = {"detector": detector, **params}
+    else:
+        key = f"{args.method}:{key}"
     for model in zoo(args.dataset, 2, 4, 4, args.epochs):
         if model["role"] != "backdoored" or (args.models and model["name"] not in args.models):
             continue
@@ -56,9 +65,7 @@ def main() -> None:
         attack = build_attack(model["run"].attack, data.task)
         before = evaluate(net, data.test, attack).to_dict()
         start = time.perf_counter()
-        detector = FAST["drmguard"] if args.fast else {}
-        purified = create_defense("drmguard", "purification", detector=detector,
-                                  **params).purify(
+        purified = create_defense(args.method, "purification", **options).purify(
             net, clean, runtime=runtime)
         seconds = time.perf_counter() - start
         after = evaluate(purified.model, data.test, attack).to_dict()
@@ -83,19 +90,24 @@ def stored() -> dict:
 def table(entries: dict) -> str:
     """Markdown rows per model, then how many meet each bar."""
     lines = ["| model | clean MAE before → after | true_error before → after (reduction) "
-             "| target_error | asr@5° | seconds | bars |", "| --- " * 7 + "|"]
-    both = 0
+             "| target_error | asr@5° | seconds | mitigation bars | purification bars |",
+             "| --- " * 8 + "|"]
+    both = purified = 0
     for name, e in entries.items():
         b, a = e["before"], e["after"]
         ok = e["true_error_reduction"] >= 0.70 and e["clean_mae_increase"] <= 0.15
+        removed = a["asr_at_tol"] <= 0.10 and e["clean_mae_increase"] <= 0.15
         both += ok
+        purified += removed
         lines.append(
             f"| {name} | {b['clean_mae']:.2f} → {a['clean_mae']:.2f} "
             f"({e['clean_mae_increase']:+.0%}) | {b['true_error']:.1f} → {a['true_error']:.1f} "
             f"({-e['true_error_reduction']:+.0%}) | {b['target_error']:.1f} → "
             f"{a['target_error']:.1f} | {b['asr_at_tol']:.2f} → {a['asr_at_tol']:.2f} "
-            f"| {e['seconds']:.0f} | {'both' if ok else 'miss'} |")
-    lines.append(f"\nBoth bars met on {both} of {len(entries)} models.")
+            f"| {e['seconds']:.0f} | {'both' if ok else 'miss'} | {'both' if removed else 'miss'} |")
+    lines.append(f"\nMitigation bars (true_error −70 %, clean MAE ≤ +15 %) met on {both} of "
+                 f"{len(entries)} models; purification bars (asr@tol ≤ 0.10, clean MAE ≤ +15 %) "
+                 f"on {purified}.")
     return "\n".join(lines)
 
 

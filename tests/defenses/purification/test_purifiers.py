@@ -213,11 +213,39 @@ def test_regression_series_purifiers_stay_finite_and_d3_removes_the_backdoor(
         assert after.asr_at_tol <= 0.2
 
 
-def test_d3_regression_epsilon_is_twice_the_median_clean_loss(regression_series):
+def test_d3_regression_hinge_is_in_units_of_the_median_clean_loss(regression_series):
+    """A squared error in span units has no fixed scale: the hinge measures each
+    clean sample's loss against the original model's median, with ε = 1.25 of it
+    and the `near` warm start unless given."""
     from backdoorguard.core.training import sample_losses
 
     model = regression_series.model
     clean = clean_subset(regression_series.resolved.data, 0.05, seed=0)
     d3 = create_defense("d3", "purification")
-    assert d3.threshold(model, clean) == pytest.approx(
-        2 * float(sample_losses(model, clean).median()))
+    epsilon, unit = d3.threshold(model, clean)
+    assert epsilon == 1.25 and unit == pytest.approx(float(sample_losses(model, clean).median()))
+    assert d3.start_for(clean.task) == "near"
+    given = create_defense("d3", "purification", epsilon=3.0, warm_start="far")
+    assert given.threshold(model, clean)[0] == 3.0 and given.start_for(clean.task) == "far"
+
+
+def test_d3_regression_hinge_does_not_depend_on_how_accurate_the_model_was(regression_series):
+    """Errors ten times smaller give the same hinge: the constraint is as stiff on
+    a precise model as on a rough one. (In raw loss units a precise model's hinge
+    was a hundred times weaker than the distance term, which then won: synthgaze,
+    clean MAE 1.1 → 10.)"""
+    from backdoorguard.core.training import task_loss
+    from backdoorguard.core.types import ArrayDataset, Batch
+
+    task = regression_series.resolved.data.task
+    y = torch.zeros(8, task.num_outputs)
+    errors = torch.linspace(0.5, 4.0, 8).unsqueeze(1) * 1e-2
+    hinges = []
+    for precision in (1.0, 0.1):
+        outputs = y + precision * errors
+        clean = ArrayDataset(torch.zeros(8, *task.input_shape), y, task)
+        d3 = create_defense("d3", "purification")
+        unit = float(task_loss(task, d3.train.loss)(outputs, y).median())
+        objective = d3.objective({}, {}, clean, 1.25, unit)
+        hinges.append(float(objective(lambda x: outputs, Batch(clean.x, y, torch.arange(8))).loss))
+    assert hinges[0] > 0 and hinges[1] == pytest.approx(hinges[0], rel=1e-4)

@@ -17,9 +17,14 @@ half, three quarters of the way to that random point) and `noise` (W₀ plus
 Gaussian noise of 0.1 × its standard deviation).
 
 **Ours:**
-- Regression: ℓ_i is the span-normalised squared error and ε is `epsilon` times
-  the median clean loss of the original model (default 2): a loss in squared
-  label units has no fixed scale the way cross-entropy has.
+- Regression: ℓ_i is the span-normalised squared error **divided by the original
+  model's median clean loss**, and ε (`epsilon`, default 1.25) is in that unit:
+  each clean sample's squared error may grow to 1.25 × the original median, i.e.
+  the typical clean error by up to about 12 %. A squared error has no fixed scale
+  the way cross-entropy has: in raw units a precise model's hinge (median loss
+  ~5e-4 on synthgaze) was too weak against the distance term, which then won
+  (clean MAE 1.14 → 13.9). The warm start defaults to `near` for regression:
+  from `random` the selected layers were not brought back by 500 clean images.
 - Layers: `layers` names parameter prefixes; the default per model family is in
   `DEFAULT_LAYERS` (the head and the last residual block of residual models, the
   head elsewhere; measured in docs/purification-methods.md).
@@ -45,12 +50,19 @@ from torch import nn
 from ...config import TrainConfig
 from ...core.runtime import Runtime
 from ...core.training import Hook, StepLoss, TrainState, sample_losses, task_loss
-from ...core.types import ArrayDataset, Batch
+from ...core.types import ArrayDataset, Batch, TaskSpec
 from ...errors import BadInput, one_of
 from ..base import Purified, register_defense
 from .common import FineTuningPurifier
 
 WARM_STARTS = ("random", "near", "middle", "far", "noise")
+# regression defaults (docs/purification-methods.md, D3 on regression): the hinge
+# holds each clean sample's squared error under ε × the original median, so the
+# typical clean error may grow by up to √ε − 1 (12 % at 1.25, under the 15 % a
+# user of the benchmark's bar accepts); a random restart of the selected layers
+# could not be brought back by 500 clean synthgaze images (clean MAE 1.1 → 10)
+REGRESSION_EPSILON = 1.25
+REGRESSION_WARM_START = "near"
 INTERPOLATION = {"near": 0.25, "middle": 0.5, "far": 0.75, "random": 1.0}
 # model registry name -> parameter-name prefixes whose weights D3 moves
 # (mnist5k, preact-resnet18 width 16, BadNets, 200 clean images, λ = 5: the head
@@ -97,13 +109,14 @@ class D3(FineTuningPurifier):
                                 grad_clip=5.0, amp=False)
 
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
-                 warm_start: str = "random", lam: float = 5.0, epsilon: float | None = None,
+                 warm_start: str | None = None, lam: float = 5.0, epsilon: float | None = None,
                  p: float = 2.0, train: TrainConfig | dict[str, Any] | None = None,
                  min_steps: int = 100, batchnorm: str = "frozen",
                  augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
-        one_of("d3 warm start", warm_start, WARM_STARTS)
+        if warm_start is not None:
+            one_of("d3 warm start", warm_start, WARM_STARTS)
         if not lam > 0 or not p > 0 or (epsilon is not None and not epsilon > 0):
             raise BadInput(f"d3: lam {lam}, p {p} and epsilon {epsilon} must be positive")
         self.layers = (layers,) if isinstance(layers, str) else (
@@ -116,40 +129,47 @@ class D3(FineTuningPurifier):
         name = getattr(model, "model_spec", {}).get("name")
         return DEFAULT_LAYERS.get(name, ("head",))
 
-    def threshold(self, model: nn.Module, clean: ArrayDataset) -> float:
-        """ε in loss units: as given for classification (0.1 by default); for
-        regression `epsilon` (default 2) × the original model's median clean loss."""
+    def threshold(self, model: nn.Module, clean: ArrayDataset) -> tuple[float, float]:
+        """(ε, unit): the hinge is ReLU(ℓ_i / unit − ε). Classification: unit 1 and
+        ε as given (0.1 by default). Regression: unit the original model's median
+        clean loss and ε `epsilon` (default 1.25) in that unit."""
         if clean.task.is_classification:
-            return 0.1 if self.epsilon is None else float(self.epsilon)
+            return (0.1 if self.epsilon is None else float(self.epsilon)), 1.0
         losses = sample_losses(model, clean, task_loss(clean.task, self.train.loss))
-        factor = 2.0 if self.epsilon is None else float(self.epsilon)
-        return factor * float(losses.median().clamp_min(1e-8))
+        factor = REGRESSION_EPSILON if self.epsilon is None else float(self.epsilon)
+        return factor, float(losses.median().clamp_min(1e-8))
 
-    def warm(self, weights: dict[str, nn.Parameter], origin: dict[str, torch.Tensor],
+    def start_for(self, task: TaskSpec) -> str:
+        """The warm start: as given, else `random` (classification) or `near` (regression)."""
+        if self.warm_start is not None:
+            return self.warm_start
+        return "random" if task.is_classification else REGRESSION_WARM_START
+
+    def warm(self, kind: str, weights: dict[str, nn.Parameter], origin: dict[str, torch.Tensor],
              norms: dict[str, torch.Tensor], seed: int) -> None:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, weight in weights.items():
                 w0 = origin[name]
-                if self.warm_start == "noise":
+                if kind == "noise":
                     noise = torch.randn(w0.shape, generator=generator).to(w0)
                     start = w0 + 0.1 * w0.std() * noise
                 else:
                     random = (torch.rand(w0.shape, generator=generator) - 0.5).to(w0)
                     random = random * norms[name] / random.norm(self.p).clamp_min(1e-12)
-                    t = INTERPOLATION[self.warm_start]
+                    t = INTERPOLATION[kind]
                     start = (1 - t) * w0 + t * random
                 weight.copy_(start * norms[name] / start.norm(self.p).clamp_min(1e-12))
 
     def objective(self, weights: dict[str, nn.Parameter], origin: dict[str, torch.Tensor],
-                  clean: ArrayDataset, epsilon: float):
+                  clean: ArrayDataset, epsilon: float, unit: float):
         loss = task_loss(clean.task, self.train.loss)
         scale = 1.0 / (self.lam + 1.0) if self.lam > 1 else 1.0
 
         def detoxify(model: nn.Module, batch: Batch) -> StepLoss:
             outputs = model(batch.x)
             per_sample = loss(outputs, batch.y)
-            hinge = torch.relu(per_sample - epsilon).mean()
+            hinge = torch.relu(per_sample / unit - epsilon).mean()
             distance = sum((w - origin[name]).norm(self.p) for name, w in weights.items())
             return StepLoss(scale * (self.lam * hinge - distance), per_sample, outputs)
 
@@ -163,15 +183,16 @@ class D3(FineTuningPurifier):
         weights = selected_weights(model, layers)
         origin = {name: w.detach().clone() for name, w in weights.items()}
         norms = {name: w.norm(self.p) for name, w in origin.items()}
-        epsilon = self.threshold(model, clean)
-        self.warm(weights, origin, norms, runtime.seed)
+        epsilon, unit = self.threshold(model, clean)
+        warm_start = self.start_for(clean.task)
+        self.warm(warm_start, weights, origin, norms, runtime.seed)
         history = self.finetune(model, clean, runtime,
-                                objective=self.objective(weights, origin, clean, epsilon),
+                                objective=self.objective(weights, origin, clean, epsilon, unit),
                                 hooks=[ProjectNorm(weights, norms, self.p)])
         with torch.no_grad():
             moved = {name: float((w - origin[name]).norm(self.p) / norms[name].clamp_min(1e-12))
                      for name, w in weights.items()}
-        changes = {"layers": list(layers), "weights": sorted(weights), "warm_start":
-                   self.warm_start, "epsilon": epsilon, "lam": self.lam, "p": self.p,
+        changes = {"layers": list(layers), "weights": sorted(weights), "warm_start": warm_start,
+                   "epsilon": epsilon, "loss_unit": unit, "lam": self.lam, "p": self.p,
                    "relative_distance": moved, "epochs": len(history.epochs)}
         return self.result(model, changes, start, [history], clean.task)

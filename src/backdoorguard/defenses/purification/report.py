@@ -4,7 +4,9 @@ Bars (issue 5): with 5 % clean data and default settings, a cell passes when
 ASR ≤ 0.10 (regression: asr_at_tol ≤ 0.10) and clean accuracy drops ≤ 3 points
 (regression: clean MAE rises ≤ 15 %); the wall time passes when it is ≤ 20 % of
 training the model from scratch. ALGORITHMS.md's small setting (mnist5k-small)
-asks ASR ≤ 0.05 with clean accuracy within 1 point.
+asks ASR ≤ 0.05 with clean accuracy within 1 point. A cell whose backdoored
+model's attack metric was already ≤ 0.10 (the attack did not take) is shown but
+not judged: there was no backdoor to remove.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from statistics import mean
 from typing import Any
 
 STRICT = {"mnist5k-small": (0.05, 0.01)}
+TOOK = 0.10  # an attack metric above this before purification: a backdoor to remove
+
+
+def judged(cell: dict[str, Any]) -> bool:
+    """Whether the cell counts: it ran, and its model carried a backdoor."""
+    return "skipped" not in cell and _attack(cell["before"]) > TOOK
 
 
 def cell_bar(cell: dict[str, Any], setting: str) -> bool:
@@ -23,6 +31,12 @@ def cell_bar(cell: dict[str, Any], setting: str) -> bool:
         return after["asr"] <= asr_bar and before["clean_acc"] - after["clean_acc"] <= drop_bar
     return (after["asr_at_tol"] <= 0.10
             and after["clean_mae"] <= 1.15 * before["clean_mae"])
+
+
+def verdict(cell: dict[str, Any], setting: str) -> str:
+    if not judged(cell):
+        return "n/a: the attack did not take"
+    return "pass" if cell_bar(cell, setting) else "**miss**"
 
 
 def _clean(metrics: dict[str, Any]) -> str:
@@ -38,11 +52,11 @@ def _attack(metrics: dict[str, Any]) -> float:
 def summary_rows(results: dict[str, Any], exclude: tuple[str, ...] = ()) -> list[str]:
     cells = {k: v for k, v in results["cells"].items() if k.split("|")[0] not in exclude}
     methods = sorted({key.rsplit("|", 1)[1] for key in cells})
-    lines = ["| method | cells run | bar met | share | mean DER | time bar met | median time / training |",
+    lines = ["| method | cells judged | bar met | share | mean DER | time bar met | median time / training |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for method in methods:
         rows = [(key, cell) for key, cell in cells.items()
-                if key.rsplit("|", 1)[1] == method and "skipped" not in cell]
+                if key.rsplit("|", 1)[1] == method and judged(cell)]
         if not rows:
             continue
         passed = sum(cell_bar(cell, key.split("|")[0]) for key, cell in rows)
@@ -86,7 +100,7 @@ def setting_tables(results: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {model['attack']} | {method} | {_clean(before)} → {_clean(after)} | "
                     f"{_attack(before):.3f} → {_attack(after):.3f} | {der} | "
-                    f"{'pass' if cell_bar(cell, setting) else '**miss**'} | "
+                    f"{verdict(cell, setting)} | "
                     f"{cell['wall_seconds']:.1f} | {model['train_seconds']:.0f} | "
                     f"{'pass' if ratio <= 0.2 else '**miss**'} ({ratio:.1%}) |")
         lines.append("")
@@ -110,7 +124,8 @@ def write_page(results: dict[str, Any], page: Path) -> None:
         "`docs/results/purification.json`).", "",
     ]
     if results.get("cells"):
-        lines += ["## Summary over the issue's grid (the cells run; mnist5k-small left out)", "",
+        lines += ["## Summary over the issue's grid (the cells run and judged; mnist5k-small "
+                  "left out)", "",
                   *summary_rows(results, exclude=tuple(STRICT)), "",
                   "The issue's bars: D3 and SMS each meet the cell bar on ≥ 80 % of cells, and",
                   "their mean DER is at least FT's.", ""]
