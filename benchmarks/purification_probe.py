@@ -1,7 +1,8 @@
 """Probe one purification cell with changed parameters, without touching the
 benchmark's results: the cached backdoored model of `benchmarks/purification.py`,
 5 % clean data, one method with `--param KEY=VALUE` overrides; prints the clean
-accuracy and ASR before and after, the clean set's size and the model's loss on it.
+accuracy and ASR (regression: clean MAE and asr_at_tol) before and after, the
+clean set's size and the model's loss on it.
 
     python benchmarks/purification_probe.py 'GunPoint|*' --methods d3 sms [--param augment=off ...]
                                             [--models docs/results/purification.json]
@@ -48,11 +49,17 @@ def probe(record: dict, method: str, params: dict, runtime: Runtime,
             "params": params, "seed": runtime.seed, "clean_size": len(clean),
             "clean_loss_before": float(sample_losses(model, clean).mean()),
             "clean_loss_after": float(sample_losses(purified.model, clean).mean()),
-            "before": [round(before.clean_acc, 3), round(before.asr, 3)],
-            "after": [round(after.clean_acc, 3), round(after.asr, 3)],
+            "before": [round(clean_metric(before), 3), round(before.attack_metric, 3)],
+            "after": [round(clean_metric(after), 3), round(after.attack_metric, 3)],
             "seconds": round(seconds, 1),
             "changes": {k: v for k, v in purified.changes.items()
-                        if k in ("augment", "critical_block", "probe_found", "pruned", "epochs")}}
+                        if k in ("augment", "critical_block", "probe_found", "block_scores", "pruned",
+                                 "epochs")}}
+
+
+def clean_metric(metrics) -> float:
+    """Clean accuracy, or clean MAE for regression."""
+    return metrics.clean_acc if metrics.kind == "classification" else metrics.clean_mae
 
 
 def main() -> None:
