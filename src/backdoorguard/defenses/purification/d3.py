@@ -12,9 +12,10 @@ scaling. Paper defaults: p = 2, λ = 0.5 (ours: 5), ε = 0.1 (cross-entropy), SG
 momentum 0.9 cosine, batch 256 (ours: 64), all parameters trained, last epoch kept.
 
 Warm starts (the selected weights before training, then rescaled to ‖W₀‖):
-`random` (default; U(−0.5, 0.5)), `near`, `middle`, `far` (W₀ moved a quarter,
-half, three quarters of the way to that random point) and `noise` (W₀ plus
-Gaussian noise of 0.1 × its standard deviation).
+`random` (the default for classification; U(−0.5, 0.5)), `near`, `middle`,
+`far` (W₀ moved a quarter, half, three quarters of the way to that random
+point; `near` is the default for regression) and `noise` (W₀ plus Gaussian
+noise of 0.1 × its standard deviation).
 
 **Ours:**
 - Regression: ℓ_i is the span-normalised squared error **divided by the original
