@@ -15,7 +15,7 @@ import torch
 
 from backdoorguard.config import TrainConfig
 from backdoorguard.core.runtime import Runtime
-from backdoorguard.core.training import fit, predict, supervised, task_loss
+from backdoorguard.core.training import default_objective, fit, predict
 from backdoorguard.data import load_dataset
 from backdoorguard.defenses.purification.augment import SeriesAugment, augmented
 from backdoorguard.models import create_model
@@ -37,7 +37,7 @@ def main() -> None:
         for augment in (False, True):
             torch.manual_seed(args.seed)
             model = create_model("resnet1d", data.task)
-            objective = supervised(task_loss(data.task))
+            objective = default_objective(data.task, TRAIN)
             if augment:
                 objective = augmented(objective, SeriesAugment(data.task, seed=args.seed))
             epochs = TRAIN.epochs // clean.num_batches(TRAIN.batch_size)

@@ -165,6 +165,11 @@ def only_training(model: nn.Module, parameters: Sequence[nn.Parameter] | None):
             p.requires_grad_(flag)
 
 
+def default_objective(task: TaskSpec, config: TrainConfig) -> Objective:
+    """What `fit` minimises when given no objective: the mean task loss."""
+    return supervised(task_loss(task, config.loss))
+
+
 def fit(
     model: nn.Module,
     data: ArrayDataset,
@@ -188,7 +193,7 @@ def fit(
     model.to(device)
     data = data.to(device)
     if objective is None:
-        objective = supervised(task_loss(data.task, config.loss))
+        objective = default_objective(data.task, config)
     trainable = list(parameters) if parameters is not None else [
         p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, trainable)

@@ -41,7 +41,7 @@ from torch import nn
 
 from ...config import TrainConfig, train_settings
 from ...core.runtime import Runtime
-from ...core.training import Hook, History, Objective, TrainState, fit, supervised, task_loss
+from ...core.training import Hook, History, Objective, TrainState, default_objective, fit
 from ...core.types import ArrayDataset, TaskSpec
 from ...errors import BadInput, one_of
 from ...models import check_convention
@@ -120,7 +120,7 @@ class FineTuningPurifier(Purifier):
             hooks.insert(0, FrozenBatchNorm())
         config = config or self.config(data)
         if augmentation_for(self.augment, data.task) == "series":
-            objective = augmented(objective or supervised(task_loss(data.task, config.loss)),
+            objective = augmented(objective or default_objective(data.task, config),
                                   SeriesAugment(data.task, seed=runtime.seed))
         return fit(model, data, config, objective=objective, hooks=hooks,
                    parameters=parameters, runtime=runtime,
