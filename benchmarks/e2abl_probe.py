@@ -27,7 +27,7 @@ import torch
 import backdoorguard.defenses.training.e2abl as e2abl_module
 from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
-from backdoorguard.core.metrics import evaluate, isolation
+from backdoorguard.core.metrics import evaluate, isolation, predict
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.types import Batch
 from backdoorguard.core.training import Hook, TrainState, fit
@@ -47,6 +47,7 @@ class Probe(Hook):
         self.oracle = oracle
         self.epochs: list[dict] = []
         self.main_loss = torch.zeros(len(run.given))
+        self.classes = int(run.given.max()) + 1
 
     def after_step(self, state: TrainState, batch: Batch, step) -> None:
         self.main_loss[batch.index.cpu()] = step.per_sample.detach().float().cpu()
@@ -90,13 +91,38 @@ class Probe(Hook):
             record["missed_loss_rank_median"] = round(float(missed_rank.median()), 3)
             record["missed_in_top5pct_loss"] = int((missed_rank >= 0.95).sum())
         record["relabelled"] = int((run.labels != run.given).sum())
+        # which classes the clean samples among the suspects and the unlearnt carry
+        # (their given label is their true one)
+        given = run.given.cpu()
+        clean_suspects = torch.tensor([i for i in sorted(suspects) if i not in truth],
+                                      dtype=torch.long)
+        clean_unlearnt = torch.nonzero(run.confirmed.cpu() & ~is_poison).flatten()
+        record["clean_suspect_classes"] = class_counts(given[clean_suspects], self.classes)
+        record["clean_unlearnt_classes"] = class_counts(given[clean_unlearnt], self.classes)
+        record["spared_classes"] = torch.nonzero(run.spared.cpu()).flatten().tolist()
+        if run.frozen:
+            record["held_acc"] = [round(float(v), 3) for v in run.held_accuracy()]
+            if run.best is not None:
+                record["held_best"] = [round(float(v), 3) for v in run.best]
         if self.trace:
             with torch.random.fork_rng(devices=[]):
                 metrics = evaluate(state.model, self.test, self.attack)
+                record["class_acc"] = class_accuracy(state.model, self.test)
             state.model.train()
             record.update(clean_acc=round(metrics.clean_acc, 4), asr=round(metrics.asr, 4))
         self.epochs.append(record)
         print(json.dumps(record), flush=True)
+
+
+def class_counts(labels: torch.Tensor, classes: int) -> list[int]:
+    return torch.bincount(labels, minlength=classes).tolist()
+
+
+def class_accuracy(model, test) -> list[float]:
+    """Clean test accuracy per class."""
+    correct = predict(model, test.x).argmax(1) == test.y.cpu()
+    return [round(float(correct[test.y.cpu() == c].float().mean()), 3)
+            for c in range(int(test.y.max()) + 1)]
 
 
 def setup(dataset: str, attack_name: str, seed: int, threads: int):

@@ -125,6 +125,53 @@ def test_after_the_freeze_the_highest_main_losses_leave_the_main_loss():
     assert int((off.weight == 0).sum()) == 1 and not off.confirmed[0]
 
 
+def _guarded_round(target=0, **params):
+    """One cleansing round after the freeze on 30 samples of 3 classes (10 each),
+    10 % unlearnt. Suspects 0 and 1 (class 0) and 10 (class 1) are being unlearnt; the main head
+    puts all three in class 2, and also puts the non-suspects 11-13 of class 1 in
+    class 2, which it got right at the freeze."""
+    from types import SimpleNamespace
+
+    from backdoorguard.core.types import ArrayDataset
+    from backdoorguard.defenses.training.e2abl import Trap, TrapAndCleanse
+
+    task = TaskSpec("classification", "image", (1, 4, 4), 3)
+    given = torch.arange(30) // 10
+    data = ArrayDataset(torch.zeros(30, 1, 4, 4), given, task)
+    defense = E2ABL(train=SHORT, ramp_epochs=1, high_loss_share=0.0, unlearn_share=0.1, **params)
+    run = TrapAndCleanse(defense, Trap(1, 2, 3, 1, ("max",), False), data, 3, torch.device("cpu"))
+    run.frozen, run.suspects = True, torch.tensor([0, 1, 10])
+    run.best, run.target = torch.ones(3), target
+    run.score = torch.linspace(0, 1, 30)         # trap scores: sample 0 lowest
+    run.confirmed[[0, 1, 10]] = True
+    run.confidence[:] = 1.0
+    run.prediction[[0, 1, 10, 11, 12, 13]] = 2
+    run.on_epoch_end(SimpleNamespace(epoch=2))
+    return run
+
+
+def test_the_class_guard_stops_unlearning_a_class_it_is_hurting():
+    # class 1's held accuracy fell from its best, 1.0, to 6/9: its suspect is a clean
+    # sample the trap took for poison, so class 1 is spared and its suspect released
+    # (trained with its given label, no longer unlearnt); class 0 is not hurt and its
+    # suspects stay unlearnt and relabelled (true-class recovery)
+    run = _guarded_round()
+    assert run.spared.tolist() == [False, True, False]
+    assert run.rounds[-1]["spared"] == [1]
+    assert run.suspects.tolist() == [0, 1]
+    assert run.confirmed[0] and run.confirmed[1] and not run.confirmed[10]
+    assert run.labels[0] == 2 and run.labels[10] == 1 and run.weight[10] == 1.0
+    # the unlearnt share (10 %: 3 samples) is refilled from the other classes
+    assert run.confirmed[2] and int(run.confirmed.sum()) == 3
+    # the class holding the most suspects at the freeze is the presumed target: its
+    # clean accuracy is the price of unlearning the backdoor, it is never spared
+    kept = _guarded_round(target=1)
+    assert not kept.spared.any() and kept.confirmed[10] and kept.labels[10] == 2
+    off = _guarded_round(class_guard=1.0)
+    assert not off.spared.any() and off.confirmed[10] and off.labels[10] == 2
+    assert {11, 12, 13} <= set(off.suspects.tolist())
+
+
 def test_e2abl_neutralises_the_poison_its_trap_missed(digits, setting, runtime):
     # The digits recipe (cnn-small width 32, 30 epochs). The trap misses about a
     # sixth of the poison here (most of the triggered 5s and 6s) and, with only
@@ -185,6 +232,7 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
     ("e2abl", {"relabel_confidence": 0.0}, "relabel_confidence 0.0"),
     ("e2abl", {"trap_steps": 0}, "trap_steps 0"),
     ("e2abl", {"high_loss_share": 0.5}, "high_loss_share 0.5 is out of range; allowed: 0 ≤ share < 0.5"),
+    ("e2abl", {"class_guard": -0.1}, "class_guard -0.1 is out of range; allowed: 0 ≤ drop ≤ 1"),
 ])
 def test_bad_parameters_are_refused_up_front(method, params, message):
     with pytest.raises(BadInput, match=message):

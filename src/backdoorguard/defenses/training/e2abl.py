@@ -133,6 +133,10 @@ class TrapAndCleanse(Hook):
         self.prediction = self.given.clone()
         self.main_loss = torch.zeros(n, device=device)
         self.suspects = torch.empty(0, dtype=torch.long)
+        self.classes = classes
+        self.best: torch.Tensor | None = None     # per class, the best held accuracy since the freeze
+        self.target: int | None = None            # the class holding the most suspects at the freeze
+        self.spared = torch.zeros(classes, dtype=torch.bool, device=device)
         self.score: torch.Tensor | None = None
         self.frozen = False
         self.cap_share = 2.0 * defense.poison_rate_guess
@@ -204,8 +208,16 @@ class TrapAndCleanse(Hook):
         n = len(order)
         self.suspects = order[:count(share, n)].sort().values
         self.frozen = share >= self.cap_share
-        if self.frozen and self.d.unlearn_share > 0:
-            self.confirmed[order[:count(self.d.unlearn_share, n)].to(self.confirmed.device)] = True
+        if self.frozen:
+            self.confirm_lowest()
+
+    def confirm_lowest(self) -> None:
+        """Unlearn the `unlearn_share` lowest-scored samples outside the spared classes."""
+        if self.d.unlearn_share <= 0:
+            return
+        order = self.score.argsort(stable=True).to(self.given.device)
+        order = order[~self.spared[self.given[order]]]
+        self.confirmed[order[:count(self.d.unlearn_share, len(self.given))]] = True
 
     @torch.no_grad()
     def ranking_pass(self, state: TrainState) -> None:
@@ -223,18 +235,59 @@ class TrapAndCleanse(Hook):
                                                     reduction="none").view(len(index), -1)
         state.model.train()
 
+    def held_accuracy(self) -> torch.Tensor:
+        """Per class, the share of the samples outside the suspects and the unlearnt
+        that the main head (as recorded this epoch) puts in their given class."""
+        held = ~self.confirmed
+        held[self.suspects.to(held.device)] = False
+        correct = (self.prediction == self.given) & held
+        total = torch.bincount(self.given[held], minlength=self.classes).float()
+        hits = torch.bincount(self.given[correct], minlength=self.classes).float()
+        return hits / total.clamp(min=1)
+
+    def guard(self) -> list[int]:
+        """Spare every class whose held accuracy fell more than `class_guard` below
+        its best since the freeze: unlearning is hurting the class's clean samples,
+        so its suspects are clean ones the trap took for poison. A spared class's
+        suspects are released (trained with their given label again) and none of its
+        samples is unlearnt, relabelled or dropped for a high loss from then on.
+        Returns the newly spared classes."""
+        held = self.held_accuracy()
+        if self.best is None:
+            # the backdoor's target holds the poisons, so (all-to-one) the most suspects;
+            # unlearning them may cost it some clean accuracy, which is the price of
+            # removing the backdoor: it is never spared
+            counts = torch.bincount(self.given[self.suspects.to(self.given.device)],
+                                    minlength=self.classes)
+            self.target = int(counts.argmax())
+            self.best = held
+            return []
+        harmed = (held < self.best - self.d.class_guard) & ~self.spared
+        harmed[self.target] = False
+        self.best = torch.maximum(self.best, held)
+        if harmed.any():
+            self.spared |= harmed
+            self.suspects = self.suspects[~self.spared[self.given[self.suspects.to(
+                self.given.device)]].cpu()]
+            self.confirmed &= ~self.spared[self.given]
+            self.confirm_lowest()          # the unlearnt share, from the other classes
+        return torch.nonzero(harmed).flatten().tolist()
+
     def on_epoch_end(self, state: TrainState) -> None:
         if self.share(state.epoch) <= 0:
             return
-        if not self.frozen:
+        unlearning = self.frozen                      # unlearning ran during this epoch
+        if not unlearning:
             if self.d.rank_pass:
                 self.ranking_pass(state)
             self.rank(state.epoch)
-        elif self.d.recover_all:
+        newly_spared = self.guard() if self.frozen else []
+        if unlearning and self.d.recover_all:
             # once unlearning has begun, a sample the main head confidently assigns to
-            # another class is taken for a poison the trap missed
+            # another class is taken for a poison the trap missed (not in a spared class:
+            # there the disagreement is the unlearning's damage)
             disagree = ((self.confidence >= self.d.relabel_confidence)
-                        & (self.prediction != self.given)).cpu()
+                        & (self.prediction != self.given) & ~self.spared[self.given]).cpu()
             disagree[self.suspects] = False
             self.suspects = torch.cat([self.suspects, torch.nonzero(disagree).flatten()]).sort().values
         suspects = self.suspects.to(self.given.device)
@@ -253,14 +306,17 @@ class TrapAndCleanse(Hook):
             # has begun it conflicts with the cleansed data and its loss is among the
             # highest. Dropped for the next epoch, not flagged: a dropped poison is no
             # longer fitted, so the main head may come to disagree with it (recover_all).
-            kept = torch.nonzero((self.weight > 0) & (self.labels == self.given)).flatten()
+            # (not in a spared class: a high loss there is the unlearning's damage)
+            kept = torch.nonzero((self.weight > 0) & (self.labels == self.given)
+                                 & ~self.spared[self.given]).flatten()
             worst = self.main_loss[kept].argsort(descending=True, stable=True)
             dropped = kept[worst[:count(self.d.high_loss_share, len(self.given))]]
             self.weight[dropped] = 0.0
             loss_dropped = len(dropped)
         self.rounds.append({"epoch": state.epoch + 1, "share": len(suspects) / len(self.given),
                             "relabelled": int(recover.sum()), "dropped": int((~recover).sum()),
-                            "loss_dropped": loss_dropped, "frozen": self.frozen})
+                            "loss_dropped": loss_dropped, "frozen": self.frozen,
+                            "spared": newly_spared})
 
 
 @register_defense("e2abl", "training",
@@ -279,7 +335,8 @@ class E2ABL(TrainingDefense):
                  recover_all: bool = True,
                  relabel_confidence: float = 0.99, unlearn_share: float = 0.02,
                  unlearn_weight: float = 1.0, ascent_cap: float | None = None,
-                 unlearn_recovered: bool = True, high_loss_share: float = 0.02) -> None:
+                 unlearn_recovered: bool = True, high_loss_share: float = 0.02,
+                 class_guard: float = 0.05) -> None:
         self.train = train_settings(train, TrainConfig(), "e2abl train")
         check_params("e2abl", {
             "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
@@ -303,7 +360,9 @@ class E2ABL(TrainingDefense):
                               "0 ≤ share ≤ 2 × poison_rate_guess"),
             "unlearn_weight": (unlearn_weight >= 0, unlearn_weight, "≥ 0"),
             "ascent_cap": (ascent_cap is None or ascent_cap > 0, ascent_cap, "> 0 or none"),
-            "high_loss_share": (0.0 <= high_loss_share < 0.5, high_loss_share, "0 ≤ share < 0.5")})
+            "high_loss_share": (0.0 <= high_loss_share < 0.5, high_loss_share, "0 ≤ share < 0.5"),
+            "class_guard": (0.0 <= class_guard <= 1.0, class_guard,
+                            "0 ≤ drop ≤ 1 (1 turns the guard off)")})
         self.trap_stage, self.trap_width, self.trap_conv = int(trap_stage), trap_width, bool(trap_conv)
         self.trap_pooling, self.trap_steps, self.trap_lr = trap_pooling, int(trap_steps), float(trap_lr)
         self.gamma, self.poison_rate_guess = gamma, float(poison_rate_guess)
@@ -313,6 +372,7 @@ class E2ABL(TrainingDefense):
         self.unlearn_share, self.unlearn_weight = float(unlearn_share), float(unlearn_weight)
         self.ascent_cap = ascent_cap
         self.unlearn_recovered, self.high_loss_share = bool(unlearn_recovered), float(high_loss_share)
+        self.class_guard = float(class_guard)
 
     def attachment(self, model: nn.Module) -> nn.Module:
         """The trunk stage the trap reads (the model's `stages`, timm-style)."""
@@ -365,6 +425,8 @@ class E2ABL(TrainingDefense):
                    "trap_parameters": sum(p.numel() for p in trap.parameters()),
                    "share": last["share"], "relabelled": last["relabelled"],
                    "dropped": last["dropped"], "unlearnt": int(run.confirmed.sum()),
+                   "presumed_target": run.target,
+                   "spared_classes": torch.nonzero(run.spared).flatten().tolist(),
                    "rounds": run.rounds, "history": phases.epochs}
         return Trained("e2abl", model.eval(), run.suspects.tolist(),
                        phases.cost(trap_steps=float(history.steps * self.trap_steps)), details)
