@@ -53,6 +53,17 @@ features learns it long before it learns the clean task. During the run:
   loss by the attack's ground truth took the ASR on digits from 0.24–0.27 to
   0.00–0.01); once unlearning has begun they conflict with the cleansed data
   and their loss tends to rise to the top (Blended: 8–10 of 10 in the top 5 %).
+- The class guard, from the freeze on **(ours)**: unlearning must not cost a
+  class its clean accuracy. Per class, the main head's accuracy on the samples
+  it trains with their given label outside the suspects ("held") is tracked; a
+  class whose held accuracy falls more than `class_guard` (0.05) below its best
+  since the freeze is spared: its suspects are released (trained with their
+  given label again), none of its samples is unlearnt, relabelled or dropped
+  for a high loss from then on, and the unlearnt share is refilled from the
+  other classes. The class holding the most suspects at the freeze, the
+  backdoor's presumed target (all-to-one), is never spared. On mnist5k the
+  trap's lowest scores held clean 1s beside the poison (thin strokes are easy
+  for a shallow head) and unlearning them destroyed class 1 (docs/e2abl.md).
 
 Inference uses the main head only: the trap is not part of the returned model,
 whose state dict is the plain model's. Classification, images and series.
