@@ -6,10 +6,13 @@ target), and a trigger generator (DRMGuard's `TriggerGenerator`, the same Adam
 steps) trained to send a model's outputs to a BadNets model's target with the
 smallest change: loss = λ · target_residual + size, one run per λ. A clean model
 is scored against every BadNets model's target, a BadNets model against its own.
+`--landing`: instead, scan every named model with DRMGuard's displaced collapse
+(displacement=1, margin=1, scan seed 0) and report where the reversed outputs land
+relative to each BadNets model's target.
 
     PYTHONPATH=src:benchmarks python benchmarks/drmguard_targeted.py [--clean clean0 clean1]
         [--badnets badnets0 badnets1] [--lambdas 0.3 3] [--steps 150] [--epochs 12]
-        [--out docs/results/drmguard_targeted.json]
+        [--out docs/results/drmguard_targeted.json] [--landing]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from backdoorguard.config import TrainRun
 from backdoorguard.core.metrics import distances
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.training import StepLoss, predict
+from backdoorguard.defenses.base import create_defense
 from backdoorguard.defenses.detection.common import (Reversal, TriggerGenerator,
                                                      clean_statistics, output_collapse,
                                                      reverse, target_residual)
@@ -63,6 +67,28 @@ def targeted(net, clean, stats, target, lambda_, steps, seed) -> dict:
     return outcome(net, clean.x, reversed_x, stats, target, span)
 
 
+def landing(models: dict, names: list[str], badnets: list[str], clean, runtime) -> list[dict]:
+    """Where DRMGuard's displaced collapse sends each model's outputs, against each
+    BadNets model's target."""
+    detector = create_defense("drmguard", "detection", displacement=1.0, margin=1.0)
+    rows = []
+    for name in names:
+        net = trained(models[name], runtime)[0].eval()
+        found = detector.inspect(net, clean, runtime=runtime)
+        with torch.no_grad():
+            outputs = net(found.trigger(clean.x))
+        for bad in badnets:
+            target = torch.tensor(models[bad]["target"])
+            gap = distances(outputs, target.expand_as(outputs))
+            rows.append({"model": name, "target_of": bad, "how": "displaced scan",
+                         "size": found.evidence["trigger_size"], "score": found.score,
+                         "collapse_point": found.target,
+                         "within_tol": float((gap <= TOL).float().mean()),
+                         "mean_distance": float(gap.mean())})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clean", nargs="+", default=["clean0", "clean1"])
@@ -71,6 +97,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", type=Path, default=Path("docs/results/drmguard_targeted.json"))
+    parser.add_argument("--landing", action="store_true")
     args = parser.parse_args()
     runtime = Runtime(seed=0, device="cpu", threads=1, progress=False).apply()
     dataset = "synthgaze:2500"
@@ -81,6 +108,11 @@ def main() -> None:
         if name not in models or not (folder_of(models[name]) / "metrics.json").exists():
             parser.error(f"model {name!r} is not a trained zoo model (synthgaze:2500, "
                          f"{args.epochs} epochs)")
+    if args.landing:
+        rows = landing(models, [*args.badnets, *args.clean], args.badnets, clean, runtime)
+        args.out.write_text(json.dumps({"params": vars(args) | {"out": str(args.out)},
+                                        "rows": rows}, indent=1) + "\n")
+        return
     rows = []
     for bad in args.badnets:
         model = models[bad]
