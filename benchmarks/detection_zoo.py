@@ -18,6 +18,11 @@ each scan's result beside them, so a re-run reuses both.
         [--per-attack 2] [--calib 2] [--epochs N] [--detectors drmguard nc featurere]
         [--ablations] [--fast] [--train-only | --trained-only | --cached-only] [--threads 1]
 
+A detector can be named with parameters beyond its defaults,
+`--detectors drmguard 'drmguard:displacement=1,margin=1'` (values read as JSON
+numbers, booleans or lists, else strings): that variant's rows are stored under the
+full name beside the default's, so a variant never replaces the default's results.
+
 `--epochs` defaults to 8 for regression and to the data set's recipe for
 classification (digits 30, mnist5k 15).
 
@@ -88,6 +93,25 @@ ABLATIONS = {"drmguard-no-rf": ("drmguard", {"angle_ratio": 0.0}),
 # had on a shared CPU; stated with every result)
 FAST = {"drmguard": {"steps": 100, "restarts": 1}, "nc": {"steps": 100},
         "featurere": {"steps": 100}}
+
+
+def detector_spec(text: str) -> tuple[str, str, dict]:
+    """`--detectors` entry -> (name for the results, method, parameters):
+    'drmguard' or 'drmguard:key=value,key=value' (each value JSON if it parses,
+    else a string). Raises ValueError naming what is wrong."""
+    method, colon, rest = text.partition(":")
+    params = {}
+    for item in filter(None, rest.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"parameter {item!r} is not key=value")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value.strip()
+    if colon and not params:
+        raise ValueError("no key=value after ':'")
+    return text, method, params
 
 
 def target_for(task, i: int) -> list[float]:
@@ -414,13 +438,25 @@ def main() -> None:
         if value is not None and value < (1 if name == "epochs" else 0):
             parser.error(f"--{name.replace('_', '-')} {value}: allowed: an integer ≥ "
                          f"{1 if name == 'epochs' else 0}")
+    detectors = {}
+    for text in args.detectors:
+        try:
+            name, method, params = detector_spec(text)
+        except ValueError as error:
+            parser.error(f"--detectors {text}: {error}; allowed: NAME or "
+                         f"NAME:key=value,key=value")
+        detectors[name] = (method, params)
     for dataset in args.datasets:     # all checked before any model is trained
         try:
-            load_dataset(dataset)
+            task = load_dataset(dataset).task
         except BadInput as error:
             parser.error(f"--datasets {dataset}: {error}")
+        for name, (method, params) in detectors.items():
+            try:
+                build_detector(task, method, params)
+            except BadInput as error:
+                parser.error(f"--detectors {name}: {error}")
     runtime = Runtime(seed=args.seed, device="auto", threads=args.threads, progress=False).apply()
-    detectors = {name: (name, {}) for name in args.detectors}
     if args.ablations:
         detectors.update(ABLATIONS)
     if args.fast:

@@ -141,3 +141,24 @@ def test_bad_counts_are_one_line_errors(flag):
                           cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 2
     assert flag[0] in done.stderr and "Traceback" not in done.stderr
+
+
+def test_detector_spec_names_a_variant_with_its_parameters():
+    assert dz.detector_spec("drmguard") == ("drmguard", "drmguard", {})
+    name, method, params = dz.detector_spec("drmguard:displacement=1,margin=1.5,lambdas=[0.5]")
+    assert name == "drmguard:displacement=1,margin=1.5,lambdas=[0.5]" and method == "drmguard"
+    assert params == {"displacement": 1, "margin": 1.5, "lambdas": [0.5]}
+    for bad in ("drmguard:margin", "drmguard:", "drmguard:=1"):
+        with pytest.raises(ValueError):
+            dz.detector_spec(bad)
+
+
+@pytest.mark.parametrize("spec", ["drmguard:displacement=-1", "drmguard:margin",
+                                  "drmguard:nosuch=1"])
+def test_bad_detector_variants_are_one_line_errors(spec):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/detection_zoo.py"),
+                           "--datasets", "synthgaze:2500", "--detectors", spec],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 2
+    assert f"--detectors {spec}" in done.stderr and "Traceback" not in done.stderr

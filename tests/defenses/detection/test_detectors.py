@@ -207,3 +207,48 @@ def test_drmguard_probe_finishes_only_the_smallest_run_and_reports_its_cost(runt
         create_defense("drmguard", "detection", probe_steps=-1)
     with pytest.raises(BadInput, match="keep"):
         create_defense("drmguard", "detection", keep=0)
+
+
+def test_displacement_term_is_zero_beyond_the_margin_and_unit_free():
+    data = regression_data()
+
+    def terms_after_shift(shift_in_sds, scale=1.0):
+        net = tiny_regressor()
+        with torch.no_grad():
+            net.head.weight.mul_(scale)
+            net.head.bias.mul_(scale)
+            stats = clean_statistics(net, data.x, torch.device("cpu"))
+            # every output moved by a fixed number of its clean standard deviations
+            net.head.bias.add_(torch.tensor(shift_in_sds) * stats["output_var"].sqrt())
+            return drmguard_terms(net, data.x, data.x, stats, span=1.0, margin=1.0)
+
+    at_mean = terms_after_shift([0.0, 0.0])
+    assert at_mean["offset"].item() == pytest.approx(0.0, abs=1e-5)
+    assert at_mean["displacement"].item() == pytest.approx(1.0, abs=1e-5)
+    assert terms_after_shift([1.5, -1.0])["displacement"].item() == pytest.approx(0.0, abs=1e-5)
+    partly = terms_after_shift([0.5, -2.0])  # one output 0.5 short, the other beyond
+    assert partly["displacement"].item() == pytest.approx(0.25, abs=1e-5)
+    assert partly["offset"].item() == pytest.approx(1.25, abs=1e-5)
+    # other output units (head × 10): the same numbers
+    scaled = terms_after_shift([0.5, -2.0], scale=10.0)
+    assert scaled["displacement"].item() == pytest.approx(0.25, abs=1e-5)
+
+
+def test_drmguard_displacement_moves_the_collapse_point_and_is_off_by_default(runtime):
+    data, model = regression_data(), tiny_regressor()
+    common = dict(steps=60, restarts=1, lambdas=[1.0], probe_steps=0, batch_size=16)
+    free = create_defense("drmguard", "detection", **common)
+    displaced = create_defense("drmguard", "detection", displacement=2.0, margin=1.0, **common)
+    assert "displacement" not in free.params()
+    assert displaced.params()["displacement"] == 2.0 and displaced.params()["margin"] == 1.0
+    found_free = free.inspect(model, data, runtime=runtime)
+    found_displaced = displaced.inspect(model, data, runtime=runtime)
+    assert found_displaced.evidence["collapse_offset"] > found_free.evidence["collapse_offset"]
+    assert found_displaced.evidence["collapse_offset"] > 0.8
+    # the score is the effective size, inflated by the shortfall the run ended with
+    chosen = next(run for run in found_displaced.evidence["runs"] if run["finalist"])
+    assert found_displaced.score == pytest.approx(
+        -chosen["size"] * max(1.0, chosen["collapse"] / 0.2) * (1 + chosen["displacement"]))
+    for bad in ({"displacement": -1.0}, {"margin": 0.0}, {"displacement": True}):
+        with pytest.raises(BadInput, match=next(iter(bad))):
+            create_defense("drmguard", "detection", **bad)

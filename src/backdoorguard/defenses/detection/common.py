@@ -11,7 +11,8 @@
 - `anomaly_index` and `most_anomalous`: the MAD anomaly index of Neural Cleanse
   and the class it points at.
 - `output_collapse` and `target_residual`: how far reversed inputs collapse the
-  outputs, in units of the clean output variance.
+  outputs, in units of the clean output variance; `collapse_offset`: how far
+  from the clean outputs' mean they collapse, in clean standard deviations.
 """
 
 from __future__ import annotations
@@ -263,6 +264,13 @@ def target_residual(outputs: torch.Tensor, target: torch.Tensor,
     """Mean squared distance of `outputs` from `target`, each output in units of
     its clean variance."""
     return ((outputs - target) ** 2 / output_var).mean()
+
+
+def collapse_offset(outputs: torch.Tensor, output_mean: torch.Tensor,
+                    output_var: torch.Tensor) -> torch.Tensor:
+    """Per output, how far the collapse point (the mean of `outputs`) lies from
+    the clean outputs' mean, in clean standard deviations: unit-free."""
+    return (outputs.mean(0) - output_mean).abs() / output_var.sqrt()
 
 
 def effective_size(size: float, residual: float, bound: float) -> float:

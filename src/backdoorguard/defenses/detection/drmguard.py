@@ -8,6 +8,7 @@ the input; a model whose outputs collapse under a small trigger is flagged.
     L(G) = λ1 · mean_j Var[f_j(G(x))] / Var[f_j(x)]              output collapse
          + mean((1 + κ M) ⊙ |G(x) − x| / span)                   trigger size (MTR-weighted)
          + λ2 · mean_j Var[∠(F(G(x)), w_j)] / Var[∠(F(x), w_j)]   feature-space term r_f
+         [+ λ3 · mean_j relu(m − |mean f_j(G(x)) − μ_j| / σ_j)]    displaced collapse (off)
 
 Our choices where the paper is silent (measured in docs/drmguard.md):
 - both variance terms are divided by their clean-input values (unit-free); the
@@ -27,6 +28,12 @@ Our choices where the paper is silent (measured in docs/drmguard.md):
   remained; flagged when the score exceeds the threshold (−ε, the paper's
   ε = 0.03 until `calibrate` sets it from known-clean models) and the outputs
   collapsed.
+- optional, off by default (`displacement` = λ3 > 0, `margin` = m): the
+  collapse point must lie ≥ m clean standard deviations σ_j from the clean
+  outputs' mean μ_j (a backdoor's target sits far from where clean outputs do;
+  a clean model collapses cheaply near its mean). A run that ends short of it
+  has its effective size inflated by (1 + shortfall / m). Measured on the
+  synthgaze zoo in docs/drmguard.md ("Displaced collapse").
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ from ...core.types import ArrayDataset, Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, Detector, register_defense
 from .common import (Reversal, TriggerGenerator, check_positive, clean_statistics,
-                     effective_size, head_angles, output_collapse, prepared, reverse)
+                     collapse_offset, effective_size, head_angles, output_collapse, prepared,
+                     reverse)
 
 
 class MomentumMap(Hook):
@@ -93,13 +101,20 @@ class TriggerRun:
 
 def drmguard_terms(model: nn.Module, x: torch.Tensor, reversed_x: torch.Tensor,
                    stats: dict[str, torch.Tensor], span: float,
-                   weight: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
-    """DRMGuard's three loss terms on one batch, each unit-free: the output
-    variance and the feature–head angle variance as fractions of their clean
-    values, the trigger size as a weighted mean absolute change on [0, 1]."""
+                   weight: torch.Tensor | float = 1.0,
+                   margin: float = 1.0) -> dict[str, torch.Tensor]:
+    """DRMGuard's loss terms on one batch, each unit-free: the output variance
+    and the feature–head angle variance as fractions of their clean values, the
+    trigger size as a weighted mean absolute change on [0, 1], and the collapse
+    point's offset from the clean outputs' mean in clean standard deviations
+    (`offset`, mean over outputs) with its shortfall from `margin`
+    (`displacement`: mean_j relu(margin − offset_j))."""
     features = model.forward_features(reversed_x)
     outputs = model.head(features)
+    offset = collapse_offset(outputs, stats["output_mean"], stats["output_var"])
     return {
+        "offset": offset.mean(),
+        "displacement": torch.relu(margin - offset).mean(),
         "collapse": output_collapse(outputs, stats["output_var"]),
         "angle": (head_angles(features, model.head).var(0) / stats["angle_var"]).mean(),
         "size": (weight * (reversed_x - x).abs() / span).mean(),
@@ -117,7 +132,9 @@ class DRMGuard(Detector):
     `angle_ratio`: λ2 = angle_ratio · λ1 (0 disables r_f); `kappa`: MTR weight
     (0 disables MTR); `restarts`: runs per λ1 with different seeds; `probe_steps`:
     every run's first stage, after which only the `keep` smallest triggers are
-    trained on to `steps` (0: every run takes all `steps`, the old default).
+    trained on to `steps` (0: every run takes all `steps`, the old default);
+    `displacement`: λ3 of the displaced-collapse term (0, the default, disables
+    it), `margin`: its m, in clean standard deviations of each output.
     """
 
     def __init__(self, lambdas: tuple[float, ...] | list[float] = (0.5, 2.0),
@@ -125,15 +142,16 @@ class DRMGuard(Detector):
                  steps: int = 150, lr: float = 1e-3, batch_size: int = 16, restarts: int = 2,
                  width: int = 16, collapse_bound: float = 0.2, threshold: float = -0.03,
                  max_samples: int = 500, mtr_every: int = 4, probe_steps: int = 30,
-                 keep: int = 1):
+                 keep: int = 1, displacement: float = 0.0, margin: float = 1.0):
         lambdas = tuple(float(v) for v in (lambdas if isinstance(lambdas, (list, tuple))
                                           else [lambdas]))
         if not lambdas:
             raise BadInput("drmguard needs at least one λ1 in lambdas")
         for value in lambdas:
             check_positive("λ1", value)
-        for name, value in (("angle_ratio", angle_ratio), ("kappa", kappa)):
-            if not isinstance(value, (int, float)) or value < 0:
+        for name, value in (("angle_ratio", angle_ratio), ("kappa", kappa),
+                            ("displacement", displacement)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise BadInput(f"drmguard {name} {value!r} must be a number ≥ 0")
         if not 0 <= beta < 1:
             raise BadInput(f"drmguard beta {beta!r} must lie in [0, 1)")
@@ -147,18 +165,24 @@ class DRMGuard(Detector):
                            f"(0: every run takes all steps)")
         check_positive("lr", lr)
         check_positive("collapse_bound", collapse_bound)
+        check_positive("margin", margin)
         self.lambdas, self.angle_ratio, self.kappa, self.beta = lambdas, angle_ratio, kappa, beta
         self.steps, self.lr, self.batch_size, self.restarts = steps, lr, batch_size, restarts
         self.width, self.collapse_bound, self.max_samples = width, collapse_bound, max_samples
         self.threshold, self.mtr_every = float(threshold), mtr_every
         self.probe_steps, self.keep = probe_steps, keep
+        self.displacement, self.margin = float(displacement), float(margin)
 
     def params(self) -> dict[str, Any]:
         return {"lambdas": list(self.lambdas), "angle_ratio": self.angle_ratio,
                 "kappa": self.kappa, "beta": self.beta, "steps": self.steps, "lr": self.lr,
                 "batch_size": self.batch_size, "restarts": self.restarts, "width": self.width,
                 "collapse_bound": self.collapse_bound, "max_samples": self.max_samples,
-                "mtr_every": self.mtr_every, "probe_steps": self.probe_steps, "keep": self.keep}
+                "mtr_every": self.mtr_every, "probe_steps": self.probe_steps, "keep": self.keep,
+                # only when on: the scans cached and calibrated before the option existed
+                # keep their keys
+                **({"displacement": self.displacement, "margin": self.margin}
+                   if self.displacement > 0 else {})}
 
     # ------------------------------------------------------------ one run
 
@@ -182,10 +206,12 @@ class DRMGuard(Detector):
         def objective(wrapper: Reversal, batch: Batch) -> StepLoss:
             reversed_x = wrapper.trigger(batch.x)
             terms = drmguard_terms(model, batch.x, reversed_x, stats, span,
-                                   1 + self.kappa * momentum.map)
+                                   1 + self.kappa * momentum.map, self.margin)
             loss = lambda1 * terms["collapse"] + terms["size"]
             if lambda2 > 0:
                 loss = loss + lambda2 * terms["angle"]
+            if self.displacement > 0:
+                loss = loss + self.displacement * terms["displacement"]
             if self.kappa > 0 and momentum.due():
                 saliency, = torch.autograd.grad(terms["collapse"], reversed_x,
                                                 retain_graph=True)
@@ -200,24 +226,36 @@ class DRMGuard(Detector):
                           hooks=[momentum] if self.kappa > 0 else [], description="drmguard")
         run.steps += history.steps
         run.passes += history.passes + 1  # + the measurement below
-        run.numbers = self.measure(model, run.generator, clean, stats, runtime.torch_device)
-        run.numbers["effective_size"] = effective_size(run.numbers["size"],
-                                                       run.numbers["collapse"],
-                                                       self.collapse_bound)
+        run.numbers = self.measure(model, run.generator, clean, stats, runtime.torch_device,
+                                   self.margin)
+        run.numbers["effective_size"] = self.effective(run.numbers)
         run.seconds.append(time.perf_counter() - start)
         run.stages.append({"steps": run.steps, "effective_size": run.numbers["effective_size"]})
         return run
 
+    def effective(self, numbers: dict[str, Any]) -> float:
+        """The size a run is ranked and scored by: inflated when the outputs did not
+        collapse (`effective_size`) and, with the displaced collapse on, when the
+        collapse point ended short of `margin` (× (1 + shortfall / margin))."""
+        size = effective_size(numbers["size"], numbers["collapse"], self.collapse_bound)
+        if self.displacement > 0:
+            size *= 1 + numbers["displacement"] / self.margin
+        return size
+
     @staticmethod
     @torch.no_grad()
     def measure(model: nn.Module, generator: nn.Module, clean: ArrayDataset,
-                stats: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
-        """Trigger size, remaining output variance and angle variance on all of `clean`."""
+                stats: dict[str, torch.Tensor], device: torch.device,
+                margin: float = 1.0) -> dict[str, float]:
+        """Trigger size, remaining output variance and angle variance, and the
+        collapse point's offset (and shortfall from `margin`) on all of `clean`."""
         span = clean.task.input_range[1] - clean.task.input_range[0]
         reversed_x = predict(generator, clean.x, batch_size=256, device=device).to(device)
-        terms = drmguard_terms(model, clean.x.to(device), reversed_x, stats, span)
+        terms = drmguard_terms(model, clean.x.to(device), reversed_x, stats, span,
+                               margin=margin)
         return {"size": float(terms["size"]), "collapse": float(terms["collapse"]),
-                "angle": float(terms["angle"]),
+                "angle": float(terms["angle"]), "offset": float(terms["offset"]),
+                "displacement": float(terms["displacement"]),
                 "target": terms["outputs"].mean(0).cpu().tolist()}
 
     # ------------------------------------------------------------ the verb
@@ -251,6 +289,7 @@ class DRMGuard(Detector):
         records = [run.record(finalist=run in finalists) for run in runs]
         evidence = {"trigger_size": chosen["size"], "collapse": chosen["collapse"],
                     "angle_variance": chosen["angle"], "lambda1": best.lambda1,
+                    "collapse_offset": chosen["offset"],
                     "collapsed": collapsed, "runs": records, "params": self.params(),
                     "clean_samples": len(clean)}
         seconds = time.perf_counter() - start
