@@ -511,8 +511,9 @@ def main() -> None:
                              "attack": model["attack"], "metrics": record["metrics"], **scan})
                 if task.is_classification:
                     rows[-1]["true_target"] = model.get("target")
-            if len(rows) < len(models):
-                print(f"  {name}: not all scans cached; left out", flush=True)
+            if not rows or len(rows) < len(models):
+                print(f"  {name}: " + ("no trained models cached" if not rows else
+                                       "not all scans cached") + "; left out", flush=True)
                 continue
             threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
             results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
