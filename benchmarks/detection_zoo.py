@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import accuracy_at_threshold, auroc, tpr_at_fpr
@@ -97,18 +98,10 @@ FAST = {"drmguard": {"steps": 100, "restarts": 1}, "nc": {"steps": 100},
 
 def detector_spec(text: str) -> tuple[str, str, dict]:
     """`--detectors` entry -> (name for the results, method, parameters):
-    'drmguard' or 'drmguard:key=value,key=value' (each value JSON if it parses,
-    else a string). Raises ValueError naming what is wrong."""
+    'drmguard' or 'drmguard:key=value,key=value' (values read as the CLI's
+    `--param` reads them). Raises ValueError naming what is wrong."""
     method, colon, rest = text.partition(":")
-    params = {}
-    for item in filter(None, rest.split(",")):
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            raise ValueError(f"parameter {item!r} is not key=value")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value.strip()
+    params = key_values([item for item in rest.split(",") if item], "parameter") or {}
     if colon and not params:
         raise ValueError("no key=value after ':'")
     return text, method, params
