@@ -96,7 +96,7 @@ def _cleansing_round(**params):
     from types import SimpleNamespace
 
     from backdoorguard.core.types import ArrayDataset
-    from backdoorguard.defenses.training.e2abl import Trap, TrapAndCleanse
+    from backdoorguard.defenses.training.trap import Trap, TrapAndCleanse
 
     task = TaskSpec("classification", "image", (1, 4, 4), 3)
     data = ArrayDataset(torch.zeros(20, 1, 4, 4), torch.zeros(20, dtype=torch.long), task)
@@ -133,7 +133,7 @@ def _guarded_round(target=0, **params):
     from types import SimpleNamespace
 
     from backdoorguard.core.types import ArrayDataset
-    from backdoorguard.defenses.training.e2abl import Trap, TrapAndCleanse
+    from backdoorguard.defenses.training.trap import Trap, TrapAndCleanse
 
     task = TaskSpec("classification", "image", (1, 4, 4), 3)
     given = torch.arange(30) // 10

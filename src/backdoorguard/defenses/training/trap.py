@@ -1,0 +1,260 @@
+"""One E2ABL run (the method and its choices: e2abl.py): the trap head h2 on a
+trunk stage's detached features, the suspects' ranking, cleansing with true-class
+recovery, unlearning and the class guard, as the main objective plus one hook of
+`core.training.fit`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...core.training import Hook, StepLoss, TrainState, task_loss
+from ...core.types import ArrayDataset, Batch
+from .common import capped_ascent, count, default_cap, flooded, lga_gamma
+
+if TYPE_CHECKING:
+    from .e2abl import E2ABL
+
+
+class Trap(nn.Module):
+    """h2: conv block on one stage's features, then one linear head per pooling."""
+
+    def __init__(self, channels: int, dims: int, classes: int, width: int,
+                 pooling: tuple[str, ...], conv_block: bool = True) -> None:
+        super().__init__()
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        if conv_block:
+            self.block = nn.Sequential(conv(channels, width, 3, padding=1, bias=False),
+                                       norm(width), nn.ReLU())
+        else:
+            self.block, width = nn.Identity(), channels
+        self.pooling = pooling
+        self.heads = nn.ModuleList(nn.Linear(width, classes) for _ in pooling)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits [B, heads, classes]."""
+        h = self.block(features).flatten(2)
+        pooled = {"max": h.amax(2), "avg": h.mean(2)}
+        return torch.stack([head(pooled[p]) for head, p in zip(self.heads, self.pooling)], 1)
+
+
+def percentile_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Rank of each value along dim 0, scaled to [0, 1) (ties in index order)."""
+    order = values.argsort(dim=0, stable=True)
+    ranks = torch.empty_like(order)
+    positions = torch.arange(len(values)).unsqueeze(1).expand_as(order)
+    ranks.scatter_(0, order, positions)
+    return ranks.float() / max(len(values), 1)
+
+
+class TrapAndCleanse(Hook):
+    """One E2ABL run: the main objective (cleansed labels, dropped suspects,
+    unlearning) and, as a hook, the trap's training, ranking and cleansing."""
+
+    def __init__(self, defense: E2ABL, trap: Trap, data: ArrayDataset, epochs: int,
+                 device: torch.device) -> None:
+        self.d, self.trap, self.epochs = defense, trap, epochs
+        classes = data.task.num_outputs
+        self.loss = task_loss(data.task)
+        self.gamma = lga_gamma(classes, defense.gamma)
+        self.cap = default_cap(classes, defense.ascent_cap)
+        self.optimizer = torch.optim.Adam(trap.parameters(), lr=defense.trap_lr)
+        n = len(data)
+        prior = torch.bincount(data.y.cpu(), minlength=classes).float().clamp(min=1) / n
+        self.log_prior = prior.log().to(device)
+        self.given = data.y.to(device)
+        self.labels = self.given.clone()
+        self.weight = torch.ones(n, device=device)
+        self.confirmed = torch.zeros(n, dtype=torch.bool, device=device)
+        self.trap_loss = torch.full((n, len(trap.pooling)), float("inf"), device=device)
+        self.confidence = torch.zeros(n, device=device)
+        self.prediction = self.given.clone()
+        self.main_loss = torch.zeros(n, device=device)
+        self.suspects = torch.empty(0, dtype=torch.long)
+        self.classes = classes
+        self.best: torch.Tensor | None = None     # per class, the best held accuracy since the freeze
+        self.target: int | None = None            # the class holding the most suspects at the freeze
+        self.spared = torch.zeros(classes, dtype=torch.bool, device=device)
+        self.score: torch.Tensor | None = None
+        self.frozen = False
+        self.cap_share = 2.0 * defense.poison_rate_guess
+        self.ramp = defense.ramp_epochs if defense.ramp_epochs is not None else max(1, epochs // 3)
+        self.features: torch.Tensor | None = None
+        self.rounds: list[dict[str, Any]] = []
+
+    def capture(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        self.features = output
+
+    # ------------------------------------------------------------ main head
+
+    def __call__(self, model: nn.Module, batch: Batch) -> StepLoss:
+        outputs = model(batch.x)
+        index = batch.index.to(outputs.device)
+        per_sample = self.loss(outputs, self.labels[index])
+        loss = (self.weight[index] * per_sample).mean()
+        probabilities = outputs.detach().float().softmax(1)
+        self.confidence[index], self.prediction[index] = probabilities.max(1)
+        self.main_loss[index] = per_sample.detach().float()
+        confirmed = self.confirmed[index]
+        if confirmed.any():
+            ascent = capped_ascent(self.loss(outputs[confirmed], self.given[index][confirmed]),
+                                   self.cap)
+            loss = loss + self.d.unlearn_weight * ascent.sum() / len(index)
+        return StepLoss(loss, per_sample, outputs)
+
+    # ------------------------------------------------------------ the trap
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self.trap.train()
+
+    def after_step(self, state: TrainState, batch: Batch, step: StepLoss) -> None:
+        if self.frozen:
+            return
+        features = self.features.detach()
+        index = batch.index.to(features.device)
+        y = self.given[index]
+        for inner in range(self.d.trap_steps):
+            logits = self.trap(features)                           # [B, heads, K]
+            flat, targets = logits.flatten(0, 1), y.repeat_interleave(logits.shape[1])
+            adjusted = F.cross_entropy(flat + self.log_prior, targets, reduction="none")
+            loss = flooded(adjusted, self.gamma)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if inner == 0:
+                balanced = F.cross_entropy(flat.detach(), targets, reduction="none")
+                self.trap_loss[index] = balanced.view(len(index), -1)
+
+    # ------------------------------------------------------------ ranking, cleansing
+
+    def share(self, epoch: int) -> float:
+        """Suspect share after epoch `epoch` (0-based); 0 during warm-up."""
+        done = epoch + 1 - self.d.warmup_epochs
+        if done < 0:
+            return 0.0
+        return self.d.start_share + (self.cap_share - self.d.start_share) * min(
+            1.0, done / self.ramp)
+
+    def rank(self, epoch: int) -> None:
+        """Update the suspects from this epoch's trap losses (a running mean of each
+        sample's score smooths the epoch-to-epoch swings); freeze them, and start
+        unlearning, once the share reaches its cap."""
+        share = self.share(epoch)
+        score = percentile_ranks(self.trap_loss.cpu()).min(1).values
+        self.score = score if self.score is None else 0.5 * (self.score + score)
+        order = self.score.argsort(stable=True)
+        n = len(order)
+        self.suspects = order[:count(share, n)].sort().values
+        self.frozen = share >= self.cap_share
+        if self.frozen:
+            self.confirm_lowest()
+
+    def confirm_lowest(self) -> None:
+        """Unlearn the `unlearn_share` lowest-scored samples outside the spared classes."""
+        if self.d.unlearn_share <= 0:
+            return
+        order = self.score.argsort(stable=True).to(self.given.device)
+        order = order[~self.spared[self.given[order]]]
+        self.confirmed[order[:count(self.d.unlearn_share, len(self.given))]] = True
+
+    @torch.no_grad()
+    def ranking_pass(self, state: TrainState) -> None:
+        """Every sample's balanced trap loss in eval mode, with this epoch's trunk
+        and trap (instead of the losses recorded as the epoch went)."""
+        state.model.eval()
+        self.trap.eval()
+        data = state.data
+        for start in range(0, len(data), 512):
+            index = torch.arange(start, min(start + 512, len(data)), device=data.x.device)
+            state.model(data.x[index])
+            logits = self.trap(self.features)
+            targets = self.given[index].repeat_interleave(logits.shape[1])
+            self.trap_loss[index] = F.cross_entropy(logits.flatten(0, 1), targets,
+                                                    reduction="none").view(len(index), -1)
+        state.model.train()
+
+    def held_accuracy(self) -> torch.Tensor:
+        """Per class, the share of the samples outside the suspects and the unlearnt
+        that the main head (as recorded this epoch) puts in their given class."""
+        held = ~self.confirmed
+        held[self.suspects.to(held.device)] = False
+        correct = (self.prediction == self.given) & held
+        total = torch.bincount(self.given[held], minlength=self.classes).float()
+        hits = torch.bincount(self.given[correct], minlength=self.classes).float()
+        return hits / total.clamp(min=1)
+
+    def guard(self) -> list[int]:
+        """Spare every class whose held accuracy fell more than `class_guard` below
+        its best since the freeze: unlearning is hurting the class's clean samples,
+        so its suspects are clean ones the trap took for poison. A spared class's
+        suspects are released (trained with their given label again) and none of its
+        samples is unlearnt, relabelled or dropped for a high loss from then on.
+        Returns the newly spared classes."""
+        held = self.held_accuracy()
+        if self.best is None:
+            # the backdoor's target holds the poisons, so (all-to-one) the most suspects;
+            # unlearning them may cost it some clean accuracy, which is the price of
+            # removing the backdoor: it is never spared
+            counts = torch.bincount(self.given[self.suspects.to(self.given.device)],
+                                    minlength=self.classes)
+            self.target = int(counts.argmax())
+            self.best = held
+            return []
+        harmed = (held < self.best - self.d.class_guard) & ~self.spared
+        harmed[self.target] = False
+        self.best = torch.maximum(self.best, held)
+        if harmed.any():
+            self.spared |= harmed
+            self.suspects = self.suspects[~self.spared[self.given[self.suspects.to(
+                self.given.device)]].cpu()]
+            self.confirmed &= ~self.spared[self.given]
+            self.confirm_lowest()          # the unlearnt share, from the other classes
+        return torch.nonzero(harmed).flatten().tolist()
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.share(state.epoch) <= 0:
+            return
+        unlearning = self.frozen                      # unlearning ran during this epoch
+        if not unlearning:
+            if self.d.rank_pass:
+                self.ranking_pass(state)
+            self.rank(state.epoch)
+        newly_spared = self.guard() if self.frozen else []
+        if unlearning and self.d.recover_all:
+            # once unlearning has begun, a sample the main head confidently assigns to
+            # another class is taken for a poison the trap missed (not in a spared class:
+            # there the disagreement is the unlearning's damage)
+            disagree = ((self.confidence >= self.d.relabel_confidence)
+                        & (self.prediction != self.given) & ~self.spared[self.given]).cpu()
+            disagree[self.suspects] = False
+            self.suspects = torch.cat([self.suspects, torch.nonzero(disagree).flatten()]).sort().values
+        suspects = self.suspects.to(self.given.device)
+        self.labels = self.given.clone()
+        self.weight.fill_(1.0)
+        recover = ((self.confidence[suspects] >= self.d.relabel_confidence)
+                   & (self.prediction[suspects] != self.given[suspects]))
+        self.labels[suspects[recover]] = self.prediction[suspects[recover]]
+        self.weight[suspects[~recover]] = 0.0
+        if self.frozen and self.d.unlearn_recovered:
+            # the main head confirms these: it confidently puts them in another class
+            self.confirmed[suspects[recover]] = True
+        loss_dropped = 0
+        if self.frozen and self.d.high_loss_share > 0:
+            # a poison the trap missed keeps re-teaching the backdoor; once unlearning
+            # has begun it conflicts with the cleansed data and its loss is among the
+            # highest. Dropped for the next epoch, not flagged: a dropped poison is no
+            # longer fitted, so the main head may come to disagree with it (recover_all).
+            # (not in a spared class: a high loss there is the unlearning's damage)
+            kept = torch.nonzero((self.weight > 0) & (self.labels == self.given)
+                                 & ~self.spared[self.given]).flatten()
+            worst = self.main_loss[kept].argsort(descending=True, stable=True)
+            dropped = kept[worst[:count(self.d.high_loss_share, len(self.given))]]
+            self.weight[dropped] = 0.0
+            loss_dropped = len(dropped)
+        self.rounds.append({"epoch": state.epoch + 1, "share": len(suspects) / len(self.given),
+                            "relabelled": int(recover.sum()), "dropped": int((~recover).sum()),
+                            "loss_dropped": loss_dropped, "frozen": self.frozen,
+                            "spared": newly_spared})
