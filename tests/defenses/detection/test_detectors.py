@@ -252,3 +252,25 @@ def test_drmguard_displacement_moves_the_collapse_point_and_is_off_by_default(ru
     for bad in ({"displacement": -1.0}, {"margin": 0.0}, {"displacement": True}):
         with pytest.raises(BadInput, match=next(iter(bad))):
             create_defense("drmguard", "detection", **bad)
+
+
+def test_drmguard_repeats_average_independent_searches_and_the_first_is_the_plain_scan(runtime):
+    data, model = regression_data(), tiny_regressor()
+    common = dict(steps=24, restarts=1, lambdas=[1.0], probe_steps=0, batch_size=16)
+    single = create_defense("drmguard", "detection", **common)
+    repeated = create_defense("drmguard", "detection", repeats=3, **common)
+    assert "repeats" not in single.params() and repeated.params()["repeats"] == 3
+    one = single.inspect(model, data, runtime=runtime)
+    three = repeated.inspect(model, data, runtime=runtime)
+    scores = three.evidence["repeat_scores"]
+    # the first search is the plain scan; the others start from other seeds
+    assert scores[0] == one.score and len(set(scores)) == 3
+    assert three.score == pytest.approx(sum(scores) / 3)
+    # the trigger and target are the smallest repeat's
+    smallest = min(three.evidence["runs"], key=lambda run: run["effective_size"])
+    assert smallest["effective_size"] == -max(scores)
+    assert three.evidence["trigger_size"] == smallest["size"]
+    assert three.target == smallest["target"]
+    assert len(three.evidence["runs"]) == 3 and three.cost.counters["runs"] == 3
+    with pytest.raises(BadInput, match="repeats"):
+        create_defense("drmguard", "detection", repeats=0)

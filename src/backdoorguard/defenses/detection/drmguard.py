@@ -34,6 +34,10 @@ Our choices where the paper is silent (measured in docs/drmguard.md):
   a clean model collapses cheaply near its mean). A run that ends short of it
   has its effective size inflated by (1 + shortfall / m). Measured on the
   synthgaze zoo in docs/drmguard.md ("Displaced collapse").
+- optional, `repeats` = r > 1: the whole search runs r times from different
+  seeds on the same clean set and the score is the mean of the r scores (one
+  search's winner is a lottery between collapse directions; the mean steadies
+  the ranking); the trigger and target are the smallest repeat's.
 """
 
 from __future__ import annotations
@@ -134,7 +138,8 @@ class DRMGuard(Detector):
     every run's first stage, after which only the `keep` smallest triggers are
     trained on to `steps` (0: every run takes all `steps`, the old default);
     `displacement`: λ3 of the displaced-collapse term (0, the default, disables
-    it), `margin`: its m, in clean standard deviations of each output.
+    it), `margin`: its m, in clean standard deviations of each output;
+    `repeats`: independent searches whose scores are averaged (1: one search).
     """
 
     def __init__(self, lambdas: tuple[float, ...] | list[float] = (0.5, 2.0),
@@ -142,7 +147,8 @@ class DRMGuard(Detector):
                  steps: int = 150, lr: float = 1e-3, batch_size: int = 16, restarts: int = 2,
                  width: int = 16, collapse_bound: float = 0.2, threshold: float = -0.03,
                  max_samples: int = 500, mtr_every: int = 4, probe_steps: int = 30,
-                 keep: int = 1, displacement: float = 0.0, margin: float = 1.0):
+                 keep: int = 1, displacement: float = 0.0, margin: float = 1.0,
+                 repeats: int = 1):
         lambdas = tuple(float(v) for v in (lambdas if isinstance(lambdas, (list, tuple))
                                           else [lambdas]))
         if not lambdas:
@@ -158,7 +164,7 @@ class DRMGuard(Detector):
         for name, value in (("steps", steps), ("batch_size", batch_size),
                             ("restarts", restarts), ("width", width),
                             ("max_samples", max_samples), ("mtr_every", mtr_every),
-                            ("keep", keep)):
+                            ("keep", keep), ("repeats", repeats)):
             check_positive(name, value, integer=True)
         if not isinstance(probe_steps, int) or isinstance(probe_steps, bool) or probe_steps < 0:
             raise BadInput(f"drmguard probe_steps {probe_steps!r} must be a whole number ≥ 0 "
@@ -172,6 +178,7 @@ class DRMGuard(Detector):
         self.threshold, self.mtr_every = float(threshold), mtr_every
         self.probe_steps, self.keep = probe_steps, keep
         self.displacement, self.margin = float(displacement), float(margin)
+        self.repeats = repeats
 
     def params(self) -> dict[str, Any]:
         return {"lambdas": list(self.lambdas), "angle_ratio": self.angle_ratio,
@@ -182,7 +189,8 @@ class DRMGuard(Detector):
                 # only when on: the scans cached and calibrated before the option existed
                 # keep their keys
                 **({"displacement": self.displacement, "margin": self.margin}
-                   if self.displacement > 0 else {})}
+                   if self.displacement > 0 else {}),
+                **({"repeats": self.repeats} if self.repeats > 1 else {})}
 
     # ------------------------------------------------------------ one run
 
@@ -260,30 +268,48 @@ class DRMGuard(Detector):
 
     # ------------------------------------------------------------ the verb
 
-    def inspect(self, model: nn.Module, clean: ArrayDataset, *,
-                runtime: Runtime = Runtime()) -> Detection:
-        """Reverse-engineer a trigger for every λ1 and restart; keep the smallest.
+    @property
+    def probing(self) -> bool:
+        """Whether a search probes every run and trains only the `keep` best on."""
+        return 0 < self.probe_steps < self.steps and self.keep < len(self.lambdas) * self.restarts
 
-        With `probe_steps` (< `steps`), every run first takes `probe_steps` steps
-        and only the `keep` runs with the smallest triggers then continue to
-        `steps`; the smallest of those is the answer."""
-        model, clean, start = prepared(self, model, clean, runtime, features=True)
+    def search(self, model: nn.Module, clean: ArrayDataset, stats: dict[str, torch.Tensor],
+               seed: int, runtime: Runtime) -> tuple[list[TriggerRun], list[TriggerRun]]:
+        """One search from `seed`: every λ1 and restart, probed, the finalists
+        trained on to `steps`. Returns all runs and the finalists."""
         device = runtime.torch_device
-        stats = clean_statistics(model, clean.x, device)
-        runs = [self.start_run(clean, lambda1, runtime.seed + 1000 * restart + 97 * i, device)
+        runs = [self.start_run(clean, lambda1, seed + 1000 * restart + 97 * i, device)
                 for i, lambda1 in enumerate(self.lambdas) for restart in range(self.restarts)]
-        probing = 0 < self.probe_steps < self.steps and self.keep < len(runs)
         finalists = runs
-        if probing:
+        if self.probing:
             for run in runs:
                 self.advance(model, clean, stats, run, self.probe_steps, runtime)
             finalists = sorted(runs, key=lambda run: run.numbers["effective_size"])[:self.keep]
         for run in finalists:
             if run.steps < self.steps:  # a probe rounded up to whole passes may reach it
                 self.advance(model, clean, stats, run, self.steps - run.steps, runtime)
-        best = min(finalists, key=lambda run: run.numbers["effective_size"])
+        return runs, finalists
+
+    def inspect(self, model: nn.Module, clean: ArrayDataset, *,
+                runtime: Runtime = Runtime()) -> Detection:
+        """Reverse-engineer a trigger for every λ1 and restart; keep the smallest.
+
+        With `probe_steps` (< `steps`), every run first takes `probe_steps` steps
+        and only the `keep` runs with the smallest triggers then continue to
+        `steps`; the smallest of those is the answer. With `repeats` > 1 the
+        search runs that many times (seeds 7919 apart) and the score is the mean."""
+        model, clean, start = prepared(self, model, clean, runtime, features=True)
+        stats = clean_statistics(model, clean.x, runtime.torch_device)
+        runs, finalists, winners = [], [], []
+        for repeat in range(self.repeats):
+            found, kept = self.search(model, clean, stats, runtime.seed + 7919 * repeat,
+                                      runtime)
+            runs += found
+            finalists += kept
+            winners.append(min(kept, key=lambda run: run.numbers["effective_size"]))
+        best = min(winners, key=lambda run: run.numbers["effective_size"])
         chosen = best.numbers
-        score = -chosen["effective_size"]
+        score = -sum(run.numbers["effective_size"] for run in winners) / len(winners)
         collapsed = chosen["collapse"] <= self.collapse_bound
         passes = sum(run.passes for run in runs) + 1  # + the clean statistics
         records = [run.record(finalist=run in finalists) for run in runs]
@@ -292,10 +318,12 @@ class DRMGuard(Detector):
                     "collapse_offset": chosen["offset"],
                     "collapsed": collapsed, "runs": records, "params": self.params(),
                     "clean_samples": len(clean)}
+        if self.repeats > 1:
+            evidence["repeat_scores"] = [-run.numbers["effective_size"] for run in winners]
         seconds = time.perf_counter() - start
         counters = {"runs": len(runs), "finalists": len(finalists),
                     "steps": sum(run.steps for run in runs),
-                    "probe_seconds": sum(run.seconds[0] for run in runs) if probing else 0.0,
+                    "probe_seconds": sum(run.seconds[0] for run in runs) if self.probing else 0.0,
                     "run_seconds": sum(sum(run.seconds) for run in runs)}
         return Detection("drmguard", score, self.threshold,
                          bool(score > self.threshold and collapsed), chosen["target"], evidence,
