@@ -212,7 +212,8 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     found = detector.inspect(net, clean, runtime=runtime)
     record = {"score": found.score, "seconds": found.cost.seconds, "passes": found.cost.passes,
               "evidence": {k: v for k, v in found.evidence.items()
-                           if isinstance(v, (int, float, bool, str))}}
+                           if isinstance(v, (int, float, bool, str))
+                           or k == "repeat_scores"}}
     if clean.task.is_classification:
         # the detector's own rule (MAD anomaly index > 2) and the class it blames
         record.update(verdict=bool(found.backdoored), named_target=int(found.target),

@@ -254,7 +254,7 @@ def test_drmguard_displacement_moves_the_collapse_point_and_is_off_by_default(ru
             create_defense("drmguard", "detection", **bad)
 
 
-def test_drmguard_repeats_average_independent_searches_and_the_first_is_the_plain_scan(runtime):
+def test_drmguard_repeats_keep_the_smallest_trigger_of_independent_searches(runtime):
     data, model = regression_data(), tiny_regressor()
     common = dict(steps=24, restarts=1, lambdas=[1.0], probe_steps=0, batch_size=16)
     single = create_defense("drmguard", "detection", **common)
@@ -265,7 +265,7 @@ def test_drmguard_repeats_average_independent_searches_and_the_first_is_the_plai
     scores = three.evidence["repeat_scores"]
     # the first search is the plain scan; the others start from other seeds
     assert scores[0] == one.score and len(set(scores)) == 3
-    assert three.score == pytest.approx(sum(scores) / 3)
+    assert three.score == max(scores) >= one.score
     # the trigger and target are the smallest repeat's
     smallest = min(three.evidence["runs"], key=lambda run: run["effective_size"])
     assert smallest["effective_size"] == -max(scores)

@@ -34,10 +34,12 @@ Our choices where the paper is silent (measured in docs/drmguard.md):
   a clean model collapses cheaply near its mean). A run that ends short of it
   has its effective size inflated by (1 + shortfall / m). Measured on the
   synthgaze zoo in docs/drmguard.md ("Displaced collapse").
-- optional, `repeats` = r > 1: the whole search runs r times from different
-  seeds on the same clean set and the score is the mean of the r scores (one
-  search's winner is a lottery between collapse directions; the mean steadies
-  the ranking); the trigger and target are the smallest repeat's.
+- optional, `repeats` = r > 1: the whole search (probe and finalists) runs r
+  times from different seeds on the same clean set and the smallest trigger over
+  the r searches is the answer, as within one search (one search's winner is a
+  lottery between collapse directions; with the displaced collapse a backdoored
+  model's small trigger is found by some searches only). Averaging the r scores
+  instead was measured and ranked worse (docs/drmguard.md).
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ class DRMGuard(Detector):
     trained on to `steps` (0: every run takes all `steps`, the old default);
     `displacement`: λ3 of the displaced-collapse term (0, the default, disables
     it), `margin`: its m, in clean standard deviations of each output;
-    `repeats`: independent searches whose scores are averaged (1: one search).
+    `repeats`: independent searches, the smallest trigger over all wins (1: one).
     """
 
     def __init__(self, lambdas: tuple[float, ...] | list[float] = (0.5, 2.0),
@@ -297,7 +299,7 @@ class DRMGuard(Detector):
         With `probe_steps` (< `steps`), every run first takes `probe_steps` steps
         and only the `keep` runs with the smallest triggers then continue to
         `steps`; the smallest of those is the answer. With `repeats` > 1 the
-        search runs that many times (seeds 7919 apart) and the score is the mean."""
+        search runs that many times (seeds 7919 apart) and the smallest over all wins."""
         model, clean, start = prepared(self, model, clean, runtime, features=True)
         stats = clean_statistics(model, clean.x, runtime.torch_device)
         runs, finalists, winners = [], [], []
@@ -309,7 +311,7 @@ class DRMGuard(Detector):
             winners.append(min(kept, key=lambda run: run.numbers["effective_size"]))
         best = min(winners, key=lambda run: run.numbers["effective_size"])
         chosen = best.numbers
-        score = -sum(run.numbers["effective_size"] for run in winners) / len(winners)
+        score = -chosen["effective_size"]
         collapsed = chosen["collapse"] <= self.collapse_bound
         passes = sum(run.passes for run in runs) + 1  # + the clean statistics
         records = [run.record(finalist=run in finalists) for run in runs]
