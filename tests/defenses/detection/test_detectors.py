@@ -2,10 +2,13 @@
 twin; DRMGuard's terms are unit-free and its trigger stays in the input range;
 calibration clears every clean model; same seed, same score."""
 
+import re
+
 import pytest
 import torch
 
 from backdoorguard.core.checkpoint import load_model
+from backdoorguard.core.training import predict
 from backdoorguard.core.types import ArrayDataset, TaskSpec
 from backdoorguard.data import load_dataset
 from backdoorguard.defenses.base import Detection, Detector, Cost, create_defense
@@ -167,6 +170,57 @@ def test_drmguard_purifier_keeps_batchnorm_statistics_when_asked(runtime):
     assert (frozen.changes["batchnorm"], default.changes["batchnorm"]) == ("frozen", "train")
     with pytest.raises(BadInput, match="batchnorm mode"):
         create_defense("drmguard", "purification", batchnorm="stats")
+
+
+TINY_SCAN = {"steps": 10, "restarts": 1, "lambdas": [1.0]}
+
+
+def clean_shift(purified, model, data):
+    """Mean |f(x) − f0(x)| of the purified model against the received one on `data`."""
+    return float((predict(purified.model, data.x) - predict(model, data.x)).abs().mean())
+
+
+def test_drmguard_purifier_anchor_keeps_clean_outputs_closer_to_the_received_model(runtime):
+    data, model = regression_data(), tiny_regressor()
+    free, held = (create_defense("drmguard", "purification", epochs=5, lr=1e-2,
+                                 batchnorm="frozen", detector=TINY_SCAN, anchor=anchor
+                                 ).purify(model, data, runtime=runtime)
+                  for anchor in (0.0, 100.0))
+    assert held.changes["weight_drift"] < 0.5 * free.changes["weight_drift"]
+    assert clean_shift(held, model, data) < 0.5 * clean_shift(free, model, data)
+
+
+def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
+    # an untrained model is far from the labels: fitting them moves its outputs,
+    # fitting its own outputs (clean and reversed) keeps them
+    data, model = regression_data(), tiny_regressor()
+    labels, own = (create_defense("drmguard", "purification", epochs=5, lr=1e-2,
+                                  batchnorm="frozen", detector=TINY_SCAN, clean_target=target,
+                                  reversed_target=target).purify(model, data, runtime=runtime)
+                   for target in ("label", "model"))
+    assert clean_shift(own, model, data) < 0.5 * clean_shift(labels, model, data)
+    assert (own.changes["clean_target"], own.changes["reversed_target"]) == ("model", "model")
+
+
+def test_drmguard_purifier_rounds_reverse_again_on_the_tuned_model(runtime):
+    data, model = regression_data(), tiny_regressor()
+    purified = create_defense("drmguard", "purification", epochs=2, detector=TINY_SCAN,
+                              rounds=2).purify(model, data, runtime=runtime)
+    assert purified.changes["reversed_samples"] == 2 * len(data)
+    assert len(purified.changes["round_scores"]) == 2
+    assert purified.changes["round_scores"][0] != purified.changes["round_scores"][1]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("clean_target", "labels", "unknown drmguard clean_target 'labels'; allowed: label, model"),
+    ("reversed_target", "y", "unknown drmguard reversed_target 'y'; allowed: label, model"),
+    ("anchor", -1.0, "drmguard anchor -1.0 must be a number ≥ 0 (0: off)"),
+    ("feature_anchor", -0.5, "drmguard feature_anchor -0.5 must be a number ≥ 0 (0: off)"),
+    ("rounds", 0, "drmguard rounds 0 must be a whole number ≥ 1"),
+    ("rounds", 1.5, "parameter rounds=1.5 must be a whole number")])
+def test_drmguard_purifier_rejects_bad_options(option, value, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        create_defense("drmguard", "purification", **{option: value})
 
 
 def test_nc_regression_needs_only_outputs_and_is_reproducible(runtime):
