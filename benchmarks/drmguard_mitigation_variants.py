@@ -10,9 +10,11 @@ scan per model instead of one per variant.
         --variants 'paper' 'clean_target=model,anchor=100' ...
 
 needs the models cached by benchmarks/detection_zoo.py (synthgaze:2500, 12
-epochs); a variant is 'paper' (the defaults) or KEY=VALUE pairs joined by
-commas; a detector NAME or NAME:KEY=VALUE,... ('default' alone is the default
-scan). Rows (true_error reduction, clean MAE increase, asr@5° after, relative
+epochs); a variant is 'paper' (the paper-like setting, PAPER below: the
+purifier's defaults before the displaced scan and the feature anchor became
+them) or KEY=VALUE pairs joined by commas over it; a detector is NAME or
+NAME:KEY=VALUE,... over the detector's own defaults ('default' alone: its
+default scan). Rows (true_error reduction, clean MAE increase, asr@5° after, relative
 weight drift, seconds of the fine-tuning) are appended to
 docs/results/drmguard_mitigation_variants.json under "DETECTOR|VARIANT".
 """
@@ -36,6 +38,9 @@ from backdoorguard.pipeline import build_attack, clean_subset, resolve
 from detection_zoo import folder_of, zoo
 
 RESULTS = Path("docs/results/drmguard_mitigation_variants.json")
+PAPER = {"epochs": 10, "lr": 5e-4, "batchnorm": "train", "clean_target": "label",
+         "feature_anchor": 0.0}
+PAPER_SCAN = {"displacement": 0.0, "restarts": 2}  # the detector's defaults
 
 
 class FirstScanGiven:
@@ -66,8 +71,8 @@ def main() -> None:
     detectors = {}
     for text in args.detectors:
         name, _, spec = text.partition(":")
-        detectors[name] = pairs(spec, "--detectors")
-    variants = {text: {} if text == "paper" else pairs(text, "--variants")
+        detectors[name] = {**PAPER_SCAN, **pairs(spec, "--detectors")}
+    variants = {text: {**PAPER, **({} if text == "paper" else pairs(text, "--variants"))}
                 for text in args.variants}
     try:  # bad settings: one line and exit 2 before any model runs
         for detector in detectors.values():

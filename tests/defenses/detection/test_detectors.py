@@ -157,17 +157,17 @@ def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
         create_defense("drmguard", "audit")
 
 
-def test_drmguard_purifier_keeps_batchnorm_statistics_when_asked(runtime):
+def test_drmguard_purifier_keeps_batchnorm_statistics_unless_told_to_train_them(runtime):
     data, model = regression_data(), tiny_regressor()
     stats = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("running_mean")}
     assert stats, "the test model needs BatchNorm layers"
     detector = {"steps": 10, "restarts": 1, "lambdas": [1.0]}
-    frozen, default = (create_defense("drmguard", "purification", epochs=2, detector=detector,
-                                      **extra).purify(model, data, runtime=runtime)
-                       for extra in ({"batchnorm": "frozen"}, {}))
+    frozen, moving = (create_defense("drmguard", "purification", epochs=2, detector=detector,
+                                     **extra).purify(model, data, runtime=runtime)
+                      for extra in ({}, {"batchnorm": "train"}))
     assert all(torch.equal(frozen.model.state_dict()[k], v) for k, v in stats.items())
-    assert not all(torch.equal(default.model.state_dict()[k], v) for k, v in stats.items())
-    assert (frozen.changes["batchnorm"], default.changes["batchnorm"]) == ("frozen", "train")
+    assert not all(torch.equal(moving.model.state_dict()[k], v) for k, v in stats.items())
+    assert (frozen.changes["batchnorm"], moving.changes["batchnorm"]) == ("frozen", "train")
     with pytest.raises(BadInput, match="batchnorm mode"):
         create_defense("drmguard", "purification", batchnorm="stats")
 
@@ -180,14 +180,19 @@ def clean_shift(purified, model, data):
     return float((predict(purified.model, data.x) - predict(model, data.x)).abs().mean())
 
 
-def test_drmguard_purifier_anchor_keeps_clean_outputs_closer_to_the_received_model(runtime):
+@pytest.mark.parametrize("option, weight", [("anchor", 100.0), ("feature_anchor", 30.0)])
+def test_drmguard_purifier_anchors_keep_clean_outputs_closer_to_the_received_model(
+        option, weight, runtime):
+    # fitting the labels pulls an untrained model's outputs away; either anchor holds them
     data, model = regression_data(), tiny_regressor()
-    free, held = (create_defense("drmguard", "purification", epochs=5, lr=1e-2,
-                                 batchnorm="frozen", detector=TINY_SCAN, anchor=anchor
+    base = {"epochs": 5, "lr": 1e-2, "detector": TINY_SCAN, "clean_target": "label",
+            "anchor": 0.0, "feature_anchor": 0.0}
+    free, held = (create_defense("drmguard", "purification", **{**base, option: value}
                                  ).purify(model, data, runtime=runtime)
-                  for anchor in (0.0, 100.0))
-    assert held.changes["weight_drift"] < 0.5 * free.changes["weight_drift"]
+                  for value in (0.0, weight))
+    assert held.changes["weight_drift"] < 0.7 * free.changes["weight_drift"]
     assert clean_shift(held, model, data) < 0.5 * clean_shift(free, model, data)
+    assert (held.changes[option], free.changes[option]) == (weight, 0.0)
 
 
 def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
@@ -195,11 +200,19 @@ def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
     # fitting its own outputs (clean and reversed) keeps them
     data, model = regression_data(), tiny_regressor()
     labels, own = (create_defense("drmguard", "purification", epochs=5, lr=1e-2,
-                                  batchnorm="frozen", detector=TINY_SCAN, clean_target=target,
+                                  feature_anchor=0.0, detector=TINY_SCAN, clean_target=target,
                                   reversed_target=target).purify(model, data, runtime=runtime)
                    for target in ("label", "model"))
     assert clean_shift(own, model, data) < 0.5 * clean_shift(labels, model, data)
     assert (own.changes["clean_target"], own.changes["reversed_target"]) == ("model", "model")
+
+
+def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwise():
+    default = create_defense("drmguard", "purification").detector
+    assert (default.displacement, default.margin, default.restarts) == (1.0, 1.0, 4)
+    plain = create_defense("drmguard", "purification", detector={"displacement": 0}).detector
+    assert (plain.displacement, plain.restarts) == (0.0, 4)
+    assert "displacement" not in plain.params()
 
 
 def test_drmguard_purifier_rounds_reverse_again_on_the_tuned_model(runtime):
