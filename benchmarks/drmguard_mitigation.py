@@ -4,11 +4,13 @@ test inputs, before and after.
 
     PYTHONPATH=src:benchmarks python benchmarks/drmguard_mitigation.py [--dataset synthgaze:2500]
         [--epochs 12] [--models blended0 ...] [--fast] [--method d3] [--param lr=1e-4 ...]
+        [--detector displacement=1 ...]
 
 needs the models cached by benchmarks/detection_zoo.py (same settings; without
 --models, every backdoored model of a zoo of 4 per attack); writes
 docs/results/drmguard_mitigation.json (8-epoch runs under the data set's name,
-others under "NAME@EPOCHS", other methods under "METHOD:" before it) and prints
+others under "NAME@EPOCHS", other methods under "METHOD:" before it, then
+"|KEY=VALUE" per --param and "|detector.KEY=VALUE" per --detector) and prints
 a table with the bars: DRMGuard mitigation's (true_error down >= 70 %, clean MAE
 up <= 15 %) and purification's (asr@tol <= 0.10, clean MAE up <= 15 %).
 """
@@ -26,6 +28,7 @@ from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import evaluate
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.base import create_defense
+from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import build_attack, clean_subset, resolve
 
 from detection_zoo import CACHE, FAST, key_of, zoo
@@ -43,20 +46,30 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="the zoo's --fast DRMGuard scan")
     parser.add_argument("--method", default="drmguard", help="purification method")
     parser.add_argument("--param", action="append", default=[],
-                        help="KEY=VALUE for the purifier (DRMGuard: epochs, lr, batch_size, loss)")
+                        help="KEY=VALUE for the purifier (DRMGuard: epochs, lr, batch_size, loss, "
+                             "batchnorm, clean_target, reversed_target, anchor, "
+                             "feature_anchor, rounds)")
+    parser.add_argument("--detector", action="append", default=[],
+                        help="KEY=VALUE for DRMGuard's detector (e.g. displacement=1)")
     args = parser.parse_args()
     params = key_values(args.param, "--param") or {}
+    detector_params = key_values(args.detector, "--detector") or {}
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
     data = resolve(TrainRun(dataset=args.dataset)).data
     clean = clean_subset(data, 0.05, seed=0)
     key = args.dataset if args.epochs == 8 else f"{args.dataset}@{args.epochs}"
     key += "".join(f"|{k}={v}" for k, v in sorted(params.items()))
+    key += "".join(f"|detector.{k}={v}" for k, v in sorted(detector_params.items()))
     detector, options = None, params
     if args.method == "drmguard":
-        detector = FAST["drmguard"] if args.fast else {}
+        detector = {**(FAST["drmguard"] if args.fast else {}), **detector_params}
         options = {"detector": detector, **params}
     else:
         key = f"{args.method}:{key}"
+    try:  # a bad --param or --detector: one line and exit 2 before any model runs
+        create_defense(args.method, "purification", **options)
+    except BadInput as error:
+        parser.error(str(error))
     for model in zoo(args.dataset, 2, 4, 4, args.epochs):
         if model["role"] != "backdoored" or (args.models and model["name"] not in args.models):
             continue

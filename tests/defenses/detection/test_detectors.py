@@ -2,10 +2,13 @@
 twin; DRMGuard's terms are unit-free and its trigger stays in the input range;
 calibration clears every clean model; same seed, same score."""
 
+import re
+
 import pytest
 import torch
 
 from backdoorguard.core.checkpoint import load_model
+from backdoorguard.core.training import predict
 from backdoorguard.core.types import ArrayDataset, TaskSpec
 from backdoorguard.data import load_dataset
 from backdoorguard.defenses.base import Detection, Detector, Cost, create_defense
@@ -154,19 +157,83 @@ def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
         create_defense("drmguard", "audit")
 
 
-def test_drmguard_purifier_keeps_batchnorm_statistics_when_asked(runtime):
+def test_drmguard_purifier_keeps_batchnorm_statistics_unless_told_to_train_them(runtime):
     data, model = regression_data(), tiny_regressor()
     stats = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("running_mean")}
     assert stats, "the test model needs BatchNorm layers"
     detector = {"steps": 10, "restarts": 1, "lambdas": [1.0]}
-    frozen, default = (create_defense("drmguard", "purification", epochs=2, detector=detector,
-                                      **extra).purify(model, data, runtime=runtime)
-                       for extra in ({"batchnorm": "frozen"}, {}))
+    frozen, moving = (create_defense("drmguard", "purification", epochs=2, detector=detector,
+                                     **extra).purify(model, data, runtime=runtime)
+                      for extra in ({}, {"batchnorm": "train"}))
     assert all(torch.equal(frozen.model.state_dict()[k], v) for k, v in stats.items())
-    assert not all(torch.equal(default.model.state_dict()[k], v) for k, v in stats.items())
-    assert (frozen.changes["batchnorm"], default.changes["batchnorm"]) == ("frozen", "train")
+    assert not all(torch.equal(moving.model.state_dict()[k], v) for k, v in stats.items())
+    assert (frozen.changes["batchnorm"], moving.changes["batchnorm"]) == ("frozen", "train")
     with pytest.raises(BadInput, match="batchnorm mode"):
         create_defense("drmguard", "purification", batchnorm="stats")
+
+
+TINY_SCAN = {"steps": 10, "restarts": 1, "lambdas": [1.0]}
+
+
+def clean_shift(purified, model, data):
+    """Mean |f(x) − f0(x)| of the purified model against the received one on `data`."""
+    return float((predict(purified.model, data.x) - predict(model, data.x)).abs().mean())
+
+
+@pytest.mark.parametrize("option, weight", [("anchor", 100.0), ("feature_anchor", 30.0)])
+def test_drmguard_purifier_anchors_keep_clean_outputs_closer_to_the_received_model(
+        option, weight, runtime):
+    # fitting the labels pulls an untrained model's outputs away; either anchor holds them
+    data, model = regression_data(), tiny_regressor()
+    base = {"epochs": 5, "lr": 1e-2, "detector": TINY_SCAN, "clean_target": "label",
+            "anchor": 0.0, "feature_anchor": 0.0}
+    free, held = (create_defense("drmguard", "purification", **{**base, option: value}
+                                 ).purify(model, data, runtime=runtime)
+                  for value in (0.0, weight))
+    assert held.changes["weight_drift"] < 0.7 * free.changes["weight_drift"]
+    assert clean_shift(held, model, data) < 0.5 * clean_shift(free, model, data)
+    assert (held.changes[option], free.changes[option]) == (weight, 0.0)
+
+
+def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
+    # an untrained model is far from the labels: fitting them moves its outputs,
+    # fitting its own outputs (clean and reversed) keeps them
+    data, model = regression_data(), tiny_regressor()
+    labels, own = (create_defense("drmguard", "purification", epochs=5, lr=1e-2,
+                                  feature_anchor=0.0, detector=TINY_SCAN, clean_target=target,
+                                  reversed_target=target).purify(model, data, runtime=runtime)
+                   for target in ("label", "model"))
+    assert clean_shift(own, model, data) < 0.5 * clean_shift(labels, model, data)
+    assert (own.changes["clean_target"], own.changes["reversed_target"]) == ("model", "model")
+
+
+def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwise():
+    default = create_defense("drmguard", "purification").detector
+    assert (default.displacement, default.margin, default.restarts) == (1.0, 1.0, 4)
+    plain = create_defense("drmguard", "purification", detector={"displacement": 0}).detector
+    assert (plain.displacement, plain.restarts) == (0.0, 4)
+    assert "displacement" not in plain.params()
+
+
+def test_drmguard_purifier_rounds_reverse_again_on_the_tuned_model(runtime):
+    data, model = regression_data(), tiny_regressor()
+    purified = create_defense("drmguard", "purification", epochs=2, detector=TINY_SCAN,
+                              rounds=2).purify(model, data, runtime=runtime)
+    assert purified.changes["reversed_samples"] == 2 * len(data)
+    assert len(purified.changes["round_scores"]) == 2
+    assert purified.changes["round_scores"][0] != purified.changes["round_scores"][1]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("clean_target", "labels", "unknown drmguard clean_target 'labels'; allowed: label, model"),
+    ("reversed_target", "y", "unknown drmguard reversed_target 'y'; allowed: label, model"),
+    ("anchor", -1.0, "drmguard anchor -1.0 must be a number ≥ 0 (0: off)"),
+    ("feature_anchor", -0.5, "drmguard feature_anchor -0.5 must be a number ≥ 0 (0: off)"),
+    ("rounds", 0, "drmguard rounds 0 must be a whole number ≥ 1"),
+    ("rounds", 1.5, "parameter rounds=1.5 must be a whole number")])
+def test_drmguard_purifier_rejects_bad_options(option, value, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        create_defense("drmguard", "purification", **{option: value})
 
 
 def test_nc_regression_needs_only_outputs_and_is_reproducible(runtime):
