@@ -31,7 +31,7 @@ from backdoorguard.defenses.base import create_defense
 from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import build_attack, clean_subset, resolve
 
-from detection_zoo import CACHE, FAST, key_of, zoo
+from detection_zoo import FAST, folder_of, zoo
 
 RESULTS = Path("docs/results/drmguard_mitigation.json")
 
@@ -73,8 +73,7 @@ def main() -> None:
     for model in zoo(args.dataset, 2, 4, 4, args.epochs):
         if model["role"] != "backdoored" or (args.models and model["name"] not in args.models):
             continue
-        folder = CACHE / key_of(model["run"].model_dump(), model["seed"])
-        net, _ = load_model(folder)
+        net, _ = load_model(folder_of(model))
         attack = build_attack(model["run"].attack, data.task)
         before = evaluate(net, data.test, attack).to_dict()
         start = time.perf_counter()
@@ -84,9 +83,7 @@ def main() -> None:
         after = evaluate(purified.model, data.test, attack).to_dict()
         entry = {"before": before, "after": after, "seconds": seconds,
                  "passes": purified.cost.passes, "changes": purified.changes,
-                 "detector": detector,
-                 "true_error_reduction": 1 - after["true_error"] / before["true_error"],
-                 "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
+                 "detector": detector, **change(before, after)}
         # read just before writing: another process may be running another setting
         results = stored()
         results.setdefault(key, {})[model["name"]] = entry
@@ -94,6 +91,18 @@ def main() -> None:
                                                     "seconds")}, flush=True)
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(table(stored().get(key, {})))
+
+
+def change(before: dict, after: dict) -> dict:
+    """The mitigation bars' two numbers: true_error's reduction on triggered inputs
+    and the clean MAE's increase, as fractions."""
+    return {"true_error_reduction": 1 - after["true_error"] / before["true_error"],
+            "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1}
+
+
+def meets_mitigation_bars(entry: dict) -> bool:
+    """Issue 9's bars: true_error down >= 70 % with clean MAE up <= 15 %."""
+    return entry["true_error_reduction"] >= 0.70 and entry["clean_mae_increase"] <= 0.15
 
 
 def stored() -> dict:
@@ -108,7 +117,7 @@ def table(entries: dict) -> str:
     both = purified = 0
     for name, e in entries.items():
         b, a = e["before"], e["after"]
-        ok = e["true_error_reduction"] >= 0.70 and e["clean_mae_increase"] <= 0.15
+        ok = meets_mitigation_bars(e)
         removed = a["asr_at_tol"] <= 0.10 and e["clean_mae_increase"] <= 0.15
         both += ok
         purified += removed

@@ -36,6 +36,7 @@ from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import build_attack, clean_subset, resolve
 
 from detection_zoo import folder_of, zoo
+from drmguard_mitigation import change, meets_mitigation_bars
 
 RESULTS = Path("docs/results/drmguard_mitigation_variants.json")
 PAPER = {"epochs": 10, "lr": 5e-4, "batchnorm": "train", "clean_target": "label",
@@ -105,9 +106,7 @@ def main() -> None:
                 runtime.apply()
                 purified = purifier.purify(net, clean, runtime=runtime)
                 after = evaluate(purified.model, data.test, attack).to_dict()
-                row = {"true_error_reduction": 1 - after["true_error"] / before["true_error"],
-                       "clean_mae_increase": after["clean_mae"] / before["clean_mae"] - 1,
-                       "asr_after": after["asr_at_tol"],
+                row = {**change(before, after), "asr_after": after["asr_at_tol"],
                        "weight_drift": purified.changes["weight_drift"],
                        "round_scores": purified.changes.get("round_scores"),
                        "seconds": time.perf_counter() - start}
@@ -127,8 +126,7 @@ def summary(results: dict) -> str:
     for key, rows in sorted(results.items()):
         cells = ", ".join(f"{name} {-r['true_error_reduction']:+.0%}/{r['clean_mae_increase']:+.0%}"
                           for name, r in sorted(rows.items()))
-        both = sum(r["true_error_reduction"] >= 0.70 and r["clean_mae_increase"] <= 0.15
-                   for r in rows.values())
+        both = sum(meets_mitigation_bars(r) for r in rows.values())
         lines.append(f"{key}: {cells} (both bars {both}/{len(rows)})")
     return "\n".join(lines)
 

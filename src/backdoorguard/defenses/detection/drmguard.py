@@ -105,6 +105,11 @@ class TriggerRun:
                 "stages": self.stages}
 
 
+def effective_size_of(run: TriggerRun) -> float:
+    """What runs are ranked by: the effective size measured after the last stage."""
+    return run.numbers["effective_size"]
+
+
 def drmguard_terms(model: nn.Module, x: torch.Tensor, reversed_x: torch.Tensor,
                    stats: dict[str, torch.Tensor], span: float,
                    weight: torch.Tensor | float = 1.0,
@@ -286,7 +291,7 @@ class DRMGuard(Detector):
         if self.probing:
             for run in runs:
                 self.advance(model, clean, stats, run, self.probe_steps, runtime)
-            finalists = sorted(runs, key=lambda run: run.numbers["effective_size"])[:self.keep]
+            finalists = sorted(runs, key=effective_size_of)[:self.keep]
         for run in finalists:
             if run.steps < self.steps:  # a probe rounded up to whole passes may reach it
                 self.advance(model, clean, stats, run, self.steps - run.steps, runtime)
@@ -308,8 +313,8 @@ class DRMGuard(Detector):
                                       runtime)
             runs += found
             finalists += kept
-            winners.append(min(kept, key=lambda run: run.numbers["effective_size"]))
-        best = min(winners, key=lambda run: run.numbers["effective_size"])
+            winners.append(min(kept, key=effective_size_of))
+        best = min(winners, key=effective_size_of)
         chosen = best.numbers
         score = -chosen["effective_size"]
         collapsed = chosen["collapse"] <= self.collapse_bound
@@ -321,7 +326,7 @@ class DRMGuard(Detector):
                     "collapsed": collapsed, "runs": records, "params": self.params(),
                     "clean_samples": len(clean)}
         if self.repeats > 1:
-            evidence["repeat_scores"] = [-run.numbers["effective_size"] for run in winners]
+            evidence["repeat_scores"] = [-effective_size_of(run) for run in winners]
         seconds = time.perf_counter() - start
         counters = {"runs": len(runs), "finalists": len(finalists),
                     "steps": sum(run.steps for run in runs),

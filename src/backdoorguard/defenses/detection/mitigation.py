@@ -76,15 +76,25 @@ DEFAULT_SCAN = {"displacement": 1.0, "margin": 1.0, "restarts": 4}
 TARGETS = ("label", "model")
 
 
+def squared_distance(parameters, start: list[torch.Tensor]) -> torch.Tensor:
+    """‖θ − θ0‖² over matching parameter lists."""
+    return sum((p - p0).pow(2).sum() for p, p0 in zip(parameters, start))
+
+
+def squared_norm(parameters: list[torch.Tensor]) -> float:
+    """‖θ0‖² (1 for an all-zero model, so a ratio stays finite)."""
+    return sum(float(p0.pow(2).sum()) for p0 in parameters) or 1.0
+
+
 def anchored(objective: Objective, reference: nn.Module, weight: float) -> Objective:
     """`objective` plus weight · ‖θ − θ0‖² / ‖θ0‖² over the trained model's
     parameters θ, θ0 those of `reference` (L2-SP, Li et al. 2018, made relative)."""
     start = [p.detach().clone() for p in reference.parameters()]
-    scale = sum(float(p0.pow(2).sum()) for p0 in start) or 1.0
+    scale = squared_norm(start)
 
     def objective_with_anchor(net: nn.Module, batch: Batch) -> StepLoss:
         step = objective(net, batch)
-        drift = sum((p - p0).pow(2).sum() for p, p0 in zip(net.parameters(), start))
+        drift = squared_distance(net.parameters(), start)
         return StepLoss(step.loss + weight * drift / scale, step.per_sample, step.outputs)
 
     return objective_with_anchor
@@ -117,10 +127,8 @@ def feature_anchored(loss: PerSampleLoss, received: nn.Module,
 @torch.no_grad()
 def weight_drift(model: nn.Module, received: nn.Module) -> float:
     """‖θ − θ0‖ / ‖θ0‖ over the parameters of two copies of one architecture."""
-    pairs = list(zip(model.parameters(), received.parameters()))
-    moved = sum(float((p - p0).pow(2).sum()) for p, p0 in pairs)
-    size = sum(float(p0.pow(2).sum()) for _, p0 in pairs) or 1.0
-    return (moved / size) ** 0.5
+    start = list(received.parameters())
+    return (float(squared_distance(model.parameters(), start)) / squared_norm(start)) ** 0.5
 
 
 @register_defense("drmguard", "purification",
@@ -171,6 +179,15 @@ class DRMGuardMitigation(Purifier):
         targets = {"label": labels, "model": own}
         tuned = copy.deepcopy(model)
         xs, ys = [clean.x.cpu()], [targets[self.clean_target]]
+        # the same objective every round: the anchors and the "model" targets refer
+        # to the received model
+        hooks = [FrozenBatchNorm()] if self.batchnorm == "frozen" else []
+        objective = default_objective(clean.task, self.train)
+        if self.feature_anchor > 0:
+            objective = feature_anchored(task_loss(clean.task, self.train.loss), received,
+                                         clean.x, self.feature_anchor, device)
+        if self.anchor > 0:
+            objective = anchored(objective, received, self.anchor)
         detections, fits = [], []
         for _ in range(self.rounds):
             detection = self.detector.inspect(tuned, clean, runtime=runtime)
@@ -180,13 +197,6 @@ class DRMGuardMitigation(Purifier):
             ys.append(targets[self.reversed_target])
             data = ArrayDataset(torch.cat(xs), torch.cat(ys), clean.task)
             runtime.apply()
-            hooks = [FrozenBatchNorm()] if self.batchnorm == "frozen" else []
-            objective = default_objective(clean.task, self.train)
-            if self.feature_anchor > 0:
-                objective = feature_anchored(task_loss(clean.task, self.train.loss), received,
-                                             clean.x, self.feature_anchor, device)
-            if self.anchor > 0:
-                objective = anchored(objective, received, self.anchor)
             history = fit(tuned, data, self.train, runtime=runtime, hooks=hooks,
                           objective=objective, description="drmguard fine-tune")
             fits.append((history, len(data)))
