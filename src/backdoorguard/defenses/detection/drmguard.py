@@ -40,6 +40,11 @@ Our choices where the paper is silent (measured in docs/drmguard.md):
   lottery between collapse directions; with the displaced collapse a backdoored
   model's small trigger is found by some searches only). Averaging the r scores
   instead was measured and ranked worse (docs/drmguard.md).
+- optional, `trigger="mask"`: reverse one mask and pattern for all inputs,
+  x' = (1 − m) x + m p (Neural Cleanse's form, Adam 0.1) instead of the
+  generator, on the same loss. It finds rotation's planted BadNets patch, which
+  the generator misses, and misses the Blended models the generator finds
+  (docs/drmguard.md, "Mask triggers").
 """
 
 from __future__ import annotations
@@ -161,8 +166,8 @@ class DRMGuard(Detector):
     def __init__(self, lambdas: tuple[float, ...] | list[float] = (0.5, 2.0),
                  angle_ratio: float = 0.1, kappa: float = 5.0, beta: float = 0.9,
                  steps: int = 150, lr: float | None = None, batch_size: int = 16,
-                 restarts: int = 2,
-                 width: int = 16, collapse_bound: float = 0.2, threshold: float = -0.03,
+                 restarts: int = 2, width: int = 16, collapse_bound: float = 0.2,
+                 threshold: float = -0.03,
                  max_samples: int = 500, mtr_every: int = 4, probe_steps: int = 30,
                  keep: int = 1, displacement: float = 0.0, margin: float = 1.0,
                  repeats: int = 1, trigger: str = "generator"):
@@ -186,7 +191,7 @@ class DRMGuard(Detector):
         if not isinstance(probe_steps, int) or isinstance(probe_steps, bool) or probe_steps < 0:
             raise BadInput(f"drmguard probe_steps {probe_steps!r} must be a whole number ≥ 0 "
                            f"(0: every run takes all steps)")
-        if trigger not in TRIGGER_LR:
+        if not isinstance(trigger, str) or trigger not in TRIGGER_LR:
             raise BadInput(f"drmguard trigger {trigger!r} must be one of {', '.join(TRIGGER_LR)}")
         lr = TRIGGER_LR[trigger] if lr is None else lr
         check_positive("lr", lr)
