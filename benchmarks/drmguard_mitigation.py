@@ -29,7 +29,7 @@ from backdoorguard.core.metrics import evaluate
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.base import create_defense
 from backdoorguard.errors import BadInput
-from backdoorguard.pipeline import build_attack, clean_subset, resolve
+from backdoorguard.pipeline import ATTACK_STATE, build_attack, clean_subset, resolve
 
 from detection_zoo import FAST, folder_of, zoo
 
@@ -73,8 +73,12 @@ def main() -> None:
     for model in zoo(args.dataset, 2, 4, 4, args.epochs):
         if model["role"] != "backdoored" or (args.models and model["name"] not in args.models):
             continue
-        net, _ = load_model(folder_of(model))
-        attack = build_attack(model["run"].attack, data.task)
+        folder = folder_of(model)
+        if not (folder / "metrics.json").exists():  # not trained (yet)
+            continue
+        net, _ = load_model(folder)
+        state = folder / ATTACK_STATE  # a learnt trigger (input-aware) is kept beside the model
+        attack = build_attack(model["run"].attack, data.task, state if state.exists() else None)
         before = evaluate(net, data.test, attack).to_dict()
         start = time.perf_counter()
         purified = create_defense(args.method, "purification", **options).purify(

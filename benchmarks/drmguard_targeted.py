@@ -6,13 +6,14 @@ target), and a trigger generator (DRMGuard's `TriggerGenerator`, the same Adam
 steps) trained to send a model's outputs to a BadNets model's target with the
 smallest change: loss = λ · target_residual + size, one run per λ. A clean model
 is scored against every BadNets model's target, a BadNets model against its own.
-`--landing`: instead, scan every named model with DRMGuard's displaced collapse
-(displacement=1, margin=1, scan seed 0) and report where the reversed outputs land
-relative to each BadNets model's target.
+`--landing`: instead, scan every named model with DRMGuard (`--detector`, by default
+the displaced collapse: displacement=1, margin=1; scan seed 0) and report where the
+reversed outputs land relative to each BadNets model's target.
 
     PYTHONPATH=src:benchmarks python benchmarks/drmguard_targeted.py [--clean clean0 clean1]
         [--badnets badnets0 badnets1] [--lambdas 0.3 3] [--steps 150] [--epochs 12]
         [--out docs/results/drmguard_targeted.json] [--landing]
+        [--dataset synthgaze:2500] [--detector '{"displacement": 1, "margin": 1}']
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ def targeted(net, clean, stats, target, lambda_, steps, seed) -> dict:
     return outcome(net, clean.x, reversed_x, stats, target, span)
 
 
-def landing(models: dict, names: list[str], badnets: list[str], clean, runtime) -> list[dict]:
-    """Where DRMGuard's displaced collapse sends each model's outputs, against each
+def landing(models: dict, names: list[str], badnets: list[str], clean, runtime,
+            params: dict) -> list[dict]:
+    """Where DRMGuard (with `params`) sends each model's outputs, against each
     BadNets model's target."""
-    detector = create_defense("drmguard", "detection", displacement=1.0, margin=1.0)
+    detector = create_defense("drmguard", "detection", **params)
     rows = []
     for name in names:
         net = trained(models[name], runtime)[0].eval()
@@ -80,7 +82,7 @@ def landing(models: dict, names: list[str], badnets: list[str], clean, runtime) 
         for bad in badnets:
             target = torch.tensor(models[bad]["target"])
             gap = distances(outputs, target.expand_as(outputs))
-            rows.append({"model": name, "target_of": bad, "how": "displaced scan",
+            rows.append({"model": name, "target_of": bad, "how": f"scan {params}",
                          "size": found.evidence["trigger_size"], "score": found.score,
                          "collapse_point": found.target,
                          "within_tol": float((gap <= TOL).float().mean()),
@@ -98,18 +100,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", type=Path, default=Path("docs/results/drmguard_targeted.json"))
     parser.add_argument("--landing", action="store_true")
+    parser.add_argument("--dataset", default="synthgaze:2500")
+    parser.add_argument("--detector", type=json.loads,
+                        default={"displacement": 1.0, "margin": 1.0},
+                        help="DRMGuard's parameters for --landing (JSON)")
     args = parser.parse_args()
     runtime = Runtime(seed=0, device="cpu", threads=1, progress=False).apply()
-    dataset = "synthgaze:2500"
+    dataset = args.dataset
     clean = clean_subset(resolve(TrainRun(dataset=dataset)).data, 0.05, seed=0)
     span = clean.task.input_range[1] - clean.task.input_range[0]
     models = {m["name"]: m for m in zoo(dataset, 0, 10, 4, args.epochs)}
     for name in [*args.clean, *args.badnets]:
         if name not in models or not (folder_of(models[name]) / "metrics.json").exists():
-            parser.error(f"model {name!r} is not a trained zoo model (synthgaze:2500, "
+            parser.error(f"model {name!r} is not a trained zoo model ({dataset}, "
                          f"{args.epochs} epochs)")
     if args.landing:
-        rows = landing(models, [*args.badnets, *args.clean], args.badnets, clean, runtime)
+        rows = landing(models, [*args.badnets, *args.clean], args.badnets, clean, runtime,
+                       args.detector)
         args.out.write_text(json.dumps({"params": vars(args) | {"out": str(args.out)},
                                         "rows": rows}, indent=1) + "\n")
         return

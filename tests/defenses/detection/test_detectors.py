@@ -341,3 +341,48 @@ def test_drmguard_repeats_keep_the_smallest_trigger_of_independent_searches(runt
     assert len(three.evidence["runs"]) == 3 and three.cost.counters["runs"] == 3
     with pytest.raises(BadInput, match="repeats"):
         create_defense("drmguard", "detection", repeats=0)
+
+
+class CornerBackdoor(torch.nn.Module):
+    """A regressor with a planted backdoor: its outputs are the two halves' means
+    (scaled to the label range) unless the top-left 2×2 corner is bright, which
+    gates them to `target`. Features [a (1 − g), b (1 − g), g], a linear head."""
+
+    def __init__(self, target=(7.0, -6.0)):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[20.0, 0.0, target[0] + 10],
+                                                 [0.0, 20.0, target[1] + 10]]))
+            self.head.bias.fill_(-10.0)
+
+    def forward_features(self, x):
+        gate = torch.sigmoid(10 * (x[:, 0, :2, :2].mean((1, 2)) - 0.65)).unsqueeze(1)
+        content = torch.stack([x[:, 0, :4].mean((1, 2)), x[:, 0, 4:].mean((1, 2))], 1)
+        return torch.cat([content * (1 - gate), gate], 1)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x))
+
+
+def test_drmguard_mask_trigger_finds_a_planted_corner_patch(runtime):
+    data, model = regression_data(n=128), CornerBackdoor()
+    common = dict(steps=150, restarts=1, lambdas=[0.5], probe_steps=0)
+    masked = create_defense("drmguard", "detection", trigger="mask", **common)
+    assert masked.params()["trigger"] == "mask" and masked.params()["lr"] == 0.1
+    assert "trigger" not in create_defense("drmguard", "detection").params()
+    found = masked.inspect(model, data, runtime=runtime)
+    mask = found.trigger.mask[0, 0].detach()
+    # the mask sits on the corner that gates the model, and the outputs collapse onto
+    # the planted target
+    assert mask[:2, :2].sum() > 0.5 * mask.sum()
+    assert found.evidence["collapse"] < 0.2
+    assert torch.allclose(torch.tensor(found.target), torch.tensor([7.0, -6.0]), atol=1.5)
+    with torch.no_grad():
+        reversed_x = found.trigger(data.x)
+    assert reversed_x.min() >= 0.0 and reversed_x.max() <= 1.0
+    # one trigger for every input: the same change on the corner whatever the input
+    assert found.score == pytest.approx(-found.evidence["trigger_size"])
+    for bad in ("noise", ["mask"]):
+        with pytest.raises(BadInput, match="must be one of generator, mask"):
+            create_defense("drmguard", "detection", trigger=bad)

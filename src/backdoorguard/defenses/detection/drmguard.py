@@ -40,6 +40,11 @@ Our choices where the paper is silent (measured in docs/drmguard.md):
   lottery between collapse directions; with the displaced collapse a backdoored
   model's small trigger is found by some searches only). Averaging the r scores
   instead was measured and ranked worse (docs/drmguard.md).
+- optional, `trigger="mask"`: reverse one mask and pattern for all inputs,
+  x' = (1 − m) x + m p (Neural Cleanse's form, Adam 0.1) instead of the
+  generator, on the same loss. It finds rotation's planted BadNets patch, which
+  the generator misses, and misses the Blended models the generator finds
+  (docs/drmguard.md, "Mask triggers").
 """
 
 from __future__ import annotations
@@ -56,9 +61,14 @@ from ...core.training import Hook, StepLoss, predict
 from ...core.types import ArrayDataset, Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, Detector, register_defense
-from .common import (Reversal, TriggerGenerator, check_positive, clean_statistics,
+from .common import (MaskTrigger, Reversal, TriggerGenerator, check_positive, clean_statistics,
                      collapse_offset, effective_size, head_angles, output_collapse, prepared,
                      reverse)
+
+# The trigger families and each one's Adam step: a generator's weights move slowly
+# from the identity; a mask's and pattern's logits need Neural Cleanse's step.
+TRIGGER_LR = {"generator": 1e-3, "mask": 0.1}
+MASK_INIT = 0.1  # a mask trigger's starting mask value everywhere (Neural Cleanse's)
 
 
 class MomentumMap(Hook):
@@ -90,7 +100,7 @@ class TriggerRun:
 
     lambda1: float
     seed: int
-    generator: TriggerGenerator
+    generator: nn.Module  # a TriggerGenerator or a MaskTrigger
     momentum: MomentumMap
     steps: int = 0
     passes: float = 0.0
@@ -146,16 +156,21 @@ class DRMGuard(Detector):
     trained on to `steps` (0: every run takes all `steps`, the old default);
     `displacement`: λ3 of the displaced-collapse term (0, the default, disables
     it), `margin`: its m, in clean standard deviations of each output;
-    `repeats`: independent searches, the smallest trigger over all wins (1: one).
+    `repeats`: independent searches, the smallest trigger over all wins (1: one);
+    `trigger`: what is reversed, "generator" (the paper's: an input-dependent
+    generator) or "mask" (one mask and pattern for all inputs, x' = (1 − m) x + m p,
+    as Neural Cleanse's, trained on the same loss); `lr`: Adam's step, by default
+    1e-3 for a generator and 0.1 for a mask.
     """
 
     def __init__(self, lambdas: tuple[float, ...] | list[float] = (0.5, 2.0),
                  angle_ratio: float = 0.1, kappa: float = 5.0, beta: float = 0.9,
-                 steps: int = 150, lr: float = 1e-3, batch_size: int = 16, restarts: int = 2,
-                 width: int = 16, collapse_bound: float = 0.2, threshold: float = -0.03,
+                 steps: int = 150, lr: float | None = None, batch_size: int = 16,
+                 restarts: int = 2, width: int = 16, collapse_bound: float = 0.2,
+                 threshold: float = -0.03,
                  max_samples: int = 500, mtr_every: int = 4, probe_steps: int = 30,
                  keep: int = 1, displacement: float = 0.0, margin: float = 1.0,
-                 repeats: int = 1):
+                 repeats: int = 1, trigger: str = "generator"):
         lambdas = tuple(float(v) for v in (lambdas if isinstance(lambdas, (list, tuple))
                                           else [lambdas]))
         if not lambdas:
@@ -176,6 +191,9 @@ class DRMGuard(Detector):
         if not isinstance(probe_steps, int) or isinstance(probe_steps, bool) or probe_steps < 0:
             raise BadInput(f"drmguard probe_steps {probe_steps!r} must be a whole number ≥ 0 "
                            f"(0: every run takes all steps)")
+        if not isinstance(trigger, str) or trigger not in TRIGGER_LR:
+            raise BadInput(f"drmguard trigger {trigger!r} must be one of {', '.join(TRIGGER_LR)}")
+        lr = TRIGGER_LR[trigger] if lr is None else lr
         check_positive("lr", lr)
         check_positive("collapse_bound", collapse_bound)
         check_positive("margin", margin)
@@ -185,7 +203,7 @@ class DRMGuard(Detector):
         self.threshold, self.mtr_every = float(threshold), mtr_every
         self.probe_steps, self.keep = probe_steps, keep
         self.displacement, self.margin = float(displacement), float(margin)
-        self.repeats = repeats
+        self.repeats, self.trigger = repeats, trigger
 
     def params(self) -> dict[str, Any]:
         return {"lambdas": list(self.lambdas), "angle_ratio": self.angle_ratio,
@@ -197,15 +215,19 @@ class DRMGuard(Detector):
                 # keep their keys
                 **({"displacement": self.displacement, "margin": self.margin}
                    if self.displacement > 0 else {}),
-                **({"repeats": self.repeats} if self.repeats > 1 else {})}
+                **({"repeats": self.repeats} if self.repeats > 1 else {}),
+                **({"trigger": self.trigger} if self.trigger != "generator" else {})}
 
     # ------------------------------------------------------------ one run
 
     def start_run(self, clean: ArrayDataset, lambda1: float, seed: int,
                   device: torch.device) -> TriggerRun:
-        """A fresh generator (the identity, initialised from `seed`) at `lambda1`."""
+        """A fresh trigger at `lambda1`, initialised from `seed`: a generator (the
+        identity) or a mask and pattern (mask 0.1 everywhere, pattern mid-range)."""
         torch.manual_seed(seed)
-        return TriggerRun(lambda1, seed, TriggerGenerator(clean.task, self.width).to(device),
+        trigger = (TriggerGenerator(clean.task, self.width) if self.trigger == "generator"
+                   else MaskTrigger(clean.task, 1, MASK_INIT))
+        return TriggerRun(lambda1, seed, trigger.to(device),
                           MomentumMap(clean.task.input_shape[-2:], self.beta, self.mtr_every,
                                       device))
 
