@@ -177,7 +177,7 @@ def round_robin(models: list[dict]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for model in models:
         groups.setdefault(model["attack"] or model["role"], []).append(model)
-    rounds = max(len(group) for group in groups.values())
+    rounds = max((len(group) for group in groups.values()), default=0)
     return [group[i] for i in range(rounds) for group in groups.values() if i < len(group)]
 
 
@@ -452,6 +452,8 @@ def main() -> None:
         except BadInput as error:
             parser.error(f"--datasets {dataset}: {error}")
         for name, (method, params) in detectors.items():
+            if args.train_only:  # nothing is scanned
+                break
             try:
                 build_detector(task, method, params)
             except BadInput as error:

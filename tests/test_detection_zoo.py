@@ -56,9 +56,23 @@ def test_regression_zoo_keeps_its_settings():
     assert dz.default_epochs("rotation") == 8
     models = dz.zoo("rotation", 1, 1, 1, 8)
     backdoored = [m for m in models if m["role"] == "backdoored"]
-    assert [m["attack"] for m in backdoored] == ["badnets", "blended", "wanet"]
+    assert [m["attack"] for m in backdoored] == ["badnets", "blended", "wanet", "input-aware"]
     assert all(m["run"].attack.poison_rate == 0.2 for m in backdoored)
     assert all(isinstance(m["target"], list) for m in backdoored)
+    # input-aware learns its trigger with the model: no cross-trigger share, twice the epochs
+    aware = backdoored[-1]["run"]
+    assert aware.attack.params["cross_ratio"] == 0.0 and aware.train["epochs"] == 16
+    assert all(m["run"].train["epochs"] == 8 for m in models if m["attack"] != "input-aware")
+
+
+def test_train_only_needs_no_detector_for_the_task():
+    # the default detectors include drmguard (regression only); training a
+    # classification zoo scans nothing, so they are not checked
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/detection_zoo.py"),
+                           "--datasets", "digits", "--train-only", "--calib", "0", "--clean", "0",
+                           "--per-attack", "0"], capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr
 
 
 def row(name, role, score, verdict, named, true=None, asr=None, attack=None):
