@@ -55,7 +55,8 @@ from backdoorguard.data import load_dataset, recipe
 from backdoorguard.defenses.detection import build_detector
 from backdoorguard.defenses.detection.calibration import threshold_from
 from backdoorguard.errors import BadInput
-from backdoorguard.pipeline import clean_subset, resolve, train_run, write_train_result
+from backdoorguard.pipeline import (ATTACK_STATE, build_attack, clean_subset, resolve, train_run,
+                                   write_train_result)
 
 CACHE = Path("benchmarks/.cache/detection_zoo")
 RESULTS = Path("docs/results/detection_zoo.json")
@@ -188,6 +189,13 @@ def key_of(*parts) -> str:
 def folder_of(model: dict, cache: Path = CACHE) -> Path:
     """Where a zoo entry's trained model is cached: keyed by its run settings and seed."""
     return cache / key_of(model["run"].model_dump(), model["seed"])
+
+
+def attack_of(model: dict, task, cache: Path = CACHE):
+    """A trained backdoored zoo entry's attack, with its learnt trigger (input-aware
+    keeps it beside the model) when there is one."""
+    state = folder_of(model, cache) / ATTACK_STATE
+    return build_attack(model["run"].attack, task, state if state.exists() else None)
 
 
 def trained(model: dict, runtime: Runtime, cache: Path = CACHE) -> tuple[torch.nn.Module, dict]:
@@ -489,7 +497,8 @@ def main() -> None:
         results = {"zoo": f"{counts['calib']} calibration + {counts['clean']} clean + "
                           + " + ".join(f"{counts[a]} {a}" for a in attacks if counts[a]) + " models, "
                           f"{poison_rate_for(task):.0%} poisoning, {epochs} epochs"
-                          + (" (input-aware 2×)" if counts.get("input-aware") and
+                          + (f" (input-aware {EPOCH_FACTOR['input-aware']}×)"
+                             if counts.get("input-aware") and
                              not task.is_classification else "")
                           + "; clean set "
                           f"{len(clean)} samples",

@@ -29,9 +29,9 @@ from backdoorguard.core.metrics import evaluate
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.base import create_defense
 from backdoorguard.errors import BadInput
-from backdoorguard.pipeline import ATTACK_STATE, build_attack, clean_subset, resolve
+from backdoorguard.pipeline import clean_subset, resolve
 
-from detection_zoo import FAST, folder_of, zoo
+from detection_zoo import FAST, attack_of, folder_of, zoo
 
 RESULTS = Path("docs/results/drmguard_mitigation.json")
 
@@ -77,8 +77,7 @@ def main() -> None:
         if not (folder / "metrics.json").exists():  # not trained (yet)
             continue
         net, _ = load_model(folder)
-        state = folder / ATTACK_STATE  # a learnt trigger (input-aware) is kept beside the model
-        attack = build_attack(model["run"].attack, data.task, state if state.exists() else None)
+        attack = attack_of(model, data.task)
         before = evaluate(net, data.test, attack).to_dict()
         start = time.perf_counter()
         purified = create_defense(args.method, "purification", **options).purify(

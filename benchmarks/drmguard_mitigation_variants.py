@@ -33,9 +33,9 @@ from backdoorguard.core.metrics import evaluate
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.base import create_defense
 from backdoorguard.errors import BadInput
-from backdoorguard.pipeline import build_attack, clean_subset, resolve
+from backdoorguard.pipeline import clean_subset, resolve
 
-from detection_zoo import folder_of, zoo
+from detection_zoo import attack_of, folder_of, zoo
 from drmguard_mitigation import change, meets_mitigation_bars
 
 RESULTS = Path("docs/results/drmguard_mitigation_variants.json")
@@ -93,7 +93,7 @@ def main() -> None:
     for name in args.models:
         model = models[name]
         net, _ = load_model(folder_of(model))
-        attack = build_attack(model["run"].attack, data.task)
+        attack = attack_of(model, data.task)
         before = evaluate(net, data.test, attack).to_dict()
         for detector_name, detector in detectors.items():
             scan = create_defense("drmguard", "detection", **detector).inspect(

@@ -32,8 +32,8 @@ from backdoorguard.defenses.base import create_defense
 from backdoorguard.defenses.detection.common import (Reversal, TriggerGenerator,
                                                      clean_statistics, output_collapse,
                                                      reverse, target_residual)
-from backdoorguard.pipeline import ATTACK_STATE, build_attack, clean_subset, resolve
-from detection_zoo import folder_of, trained, zoo
+from backdoorguard.pipeline import clean_subset, resolve
+from detection_zoo import attack_of, folder_of, trained, zoo
 
 TOL = 5.0
 
@@ -126,8 +126,7 @@ def main() -> None:
         net, record = trained(model, runtime)
         net.eval()
         target = torch.tensor(model["target"])
-        state = folder_of(model) / ATTACK_STATE
-        attack = build_attack(model["run"].attack, clean.task, state if state.exists() else None)
+        attack = attack_of(model, clean.task)
         stats = clean_statistics(net, clean.x, torch.device("cpu"))
         row = {"model": bad, "target_of": bad, "how": "planted patch",
                **outcome(net, clean.x, attack.apply(clean.x), stats, target, span)}

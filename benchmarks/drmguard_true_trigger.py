@@ -21,8 +21,8 @@ from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.detection.common import clean_statistics, effective_size
 from backdoorguard.defenses.detection.drmguard import drmguard_terms
-from backdoorguard.pipeline import ATTACK_STATE, build_attack, clean_subset, resolve
-from detection_zoo import CACHE, key_of, zoo
+from backdoorguard.pipeline import clean_subset, resolve
+from detection_zoo import attack_of, folder_of, zoo
 
 
 def main() -> None:
@@ -34,12 +34,11 @@ def main() -> None:
     clean = clean_subset(resolve(TrainRun(dataset=args.dataset)).data, 0.05, seed=0)
     span = clean.task.input_range[1] - clean.task.input_range[0]
     for model in zoo(args.dataset, 0, 0, 100, args.epochs):
-        folder = CACHE / key_of(model["run"].model_dump(), model["seed"])
+        folder = folder_of(model)
         if not (folder / "metrics.json").exists():
             continue
         net, _ = load_model(folder)
-        state = folder / ATTACK_STATE
-        attack = build_attack(model["run"].attack, clean.task, state if state.exists() else None)
+        attack = attack_of(model, clean.task)
         with torch.no_grad():
             stats = clean_statistics(net.eval(), clean.x, torch.device("cpu"))
             terms = drmguard_terms(net, clean.x, attack.apply(clean.x), stats, span)

@@ -68,7 +68,6 @@ from .common import (MaskTrigger, Reversal, TriggerGenerator, check_positive, cl
 # The trigger families and each one's Adam step: a generator's weights move slowly
 # from the identity; a mask's and pattern's logits need Neural Cleanse's step.
 TRIGGER_LR = {"generator": 1e-3, "mask": 0.1}
-MASK_INIT = 0.1  # a mask trigger's starting mask value everywhere (Neural Cleanse's)
 
 
 class MomentumMap(Hook):
@@ -226,7 +225,7 @@ class DRMGuard(Detector):
         identity) or a mask and pattern (mask 0.1 everywhere, pattern mid-range)."""
         torch.manual_seed(seed)
         trigger = (TriggerGenerator(clean.task, self.width) if self.trigger == "generator"
-                   else MaskTrigger(clean.task, 1, MASK_INIT))
+                   else MaskTrigger(clean.task))
         return TriggerRun(lambda1, seed, trigger.to(device),
                           MomentumMap(clean.task.input_shape[-2:], self.beta, self.mtr_every,
                                       device))
