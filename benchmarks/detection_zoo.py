@@ -23,6 +23,10 @@ A detector can be named with parameters beyond its defaults,
 `--detectors drmguard 'drmguard:displacement=1,margin=1'` (values read as JSON
 numbers, booleans or lists, else strings): that variant's rows are stored under the
 full name beside the default's, so a variant never replaces the default's results.
+Detectors joined by '+' are an ensemble of them (`defenses/detection/ensemble.py`:
+each member's score standardised by the calibration models' scores, the maximum
+taken), scored from the members' own cached scans:
+`--detectors 'drmguard:displacement=1,margin=1,restarts=4+drmguard:trigger=mask'`.
 
 `--epochs` defaults to 8 for regression and to the data set's recipe for
 classification (digits 30, mnist5k 15).
@@ -46,7 +50,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.metrics import accuracy_at_threshold, auroc, tpr_at_fpr
@@ -54,6 +57,8 @@ from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset, recipe
 from backdoorguard.defenses.detection import build_detector
 from backdoorguard.defenses.detection.calibration import threshold_from
+from backdoorguard.defenses.detection.ensemble import (Ensemble, combine, parse_spec,
+                                                       standardisation)
 from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import (ATTACK_STATE, build_attack, clean_subset, resolve, train_run,
                                    write_train_result)
@@ -105,11 +110,12 @@ FAST = {"drmguard": {"steps": 100, "restarts": 1}, "nc": {"steps": 100},
 def detector_spec(text: str) -> tuple[str, str, dict]:
     """`--detectors` entry -> (name for the results, method, parameters):
     'drmguard' or 'drmguard:key=value,key=value' (values read as the CLI's
-    `--param` reads them). Raises ValueError naming what is wrong."""
-    method, colon, rest = text.partition(":")
-    params = key_values([item for item in rest.split(",") if item], "parameter") or {}
-    if colon and not params:
-        raise ValueError("no key=value after ':'")
+    `--param` reads them); members joined by '+' are an ensemble of them
+    (`ensemble` alone: its default members). Raises ValueError naming what is wrong."""
+    if "+" in text:
+        Ensemble(members=text)  # checks every member
+        return text, "ensemble", {"members": text}
+    method, params = parse_spec(text)
     return text, method, params
 
 
@@ -236,6 +242,41 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     path.write_text(json.dumps(record))
     print(f"    {detector_name}: score {found.score:.4g} ({found.cost.seconds:.0f} s)", flush=True)
     return record
+
+
+def ensemble_scan(folder_key: str, params: dict, net, clean, runtime: Runtime,
+                  cached_only: bool = False) -> dict | None:
+    """Each member's scan of an ensemble (cached as the member's own scans); the
+    score is set by `combine_rows` once the calibration models are scanned."""
+    members = {}
+    for spec in Ensemble(**params).specs:
+        method, member_params = parse_spec(spec)
+        found = scanned(folder_key, spec, method, member_params, net, clean, runtime,
+                        cached_only)
+        if found is None:
+            return None
+        members[spec] = {k: v for k, v in found.items() if k != "evidence"}
+    record = {"score": None, "members": members,
+              "seconds": sum(m["seconds"] for m in members.values()),
+              "passes": sum(m["passes"] for m in members.values())}
+    if clean.task.is_classification:
+        record["verdict"] = any(m["verdict"] for m in members.values())
+    return record
+
+
+def combine_rows(rows: list[dict]) -> list[dict]:
+    """An ensemble's rows scored as `Ensemble` scores them once calibrated: each
+    member standardised by the calibration models' scores, the maximum taken."""
+    specs = list(rows[0]["members"])
+    scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
+                                     if r["role"] == "calib"] for spec in specs})
+    for row in rows:
+        members = row["members"]
+        row["score"], leading, z = combine({s: members[s]["score"] for s in specs}, scales)
+        row["evidence"] = {"leading": leading, "standardised": z}
+        if "named_target" in members[leading]:
+            row["named_target"] = members[leading]["named_target"]
+    return rows
 
 
 def attack_success(metrics: dict) -> float:
@@ -470,7 +511,7 @@ def main() -> None:
     if args.ablations:
         detectors.update(ABLATIONS)
     if args.fast:
-        detectors = {name: (method, {**FAST[method], **params})
+        detectors = {name: (method, {**FAST.get(method, {}), **params})
                      for name, (method, params) in detectors.items()}
     for dataset in args.datasets:
         print(f"{dataset}:", flush=True)
@@ -517,8 +558,10 @@ def main() -> None:
                     break
                 net, record, folder_key = nets[model["name"]]
                 print(f"  {model['name']}", flush=True)
-                scan = scanned(folder_key, name, method, params, net, clean, runtime,
-                               args.cached_only)
+                scan = (ensemble_scan(folder_key, params, net, clean, runtime, args.cached_only)
+                        if method == "ensemble" else
+                        scanned(folder_key, name, method, params, net, clean, runtime,
+                                args.cached_only))
                 if scan is None:
                     break
                 rows.append({"name": model["name"], "role": model["role"],
@@ -529,6 +572,8 @@ def main() -> None:
                 print(f"  {name}: " + ("no trained models cached" if not rows else
                                        "not all scans cached") + "; left out", flush=True)
                 continue
+            if method == "ensemble":
+                rows = combine_rows(rows)
             threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
             results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
                                           "summary": summarise(rows, threshold, attacks,

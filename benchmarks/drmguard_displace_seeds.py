@@ -1,4 +1,5 @@
-"""DRMGuard's default against a variant over several scan seeds on the synthgaze zoo.
+"""DRMGuard's default against variants (or ensembles, members joined by '+') over
+several scan seeds on the synthgaze zoo.
 
 Reads the zoo's cached scans (run `detection_zoo.py ... --seed S --detectors drmguard
 VARIANT` first for every seed; nothing is scanned here) and reports, per detector,
@@ -20,7 +21,8 @@ from backdoorguard.config import TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.detection.calibration import threshold_from
 from backdoorguard.pipeline import clean_subset, resolve
-from detection_zoo import detector_spec, folder_of, scanned, summarise, trained, zoo
+from detection_zoo import (combine_rows, detector_spec, ensemble_scan, folder_of, scanned,
+                           summarise, trained, zoo)
 
 DATASET = "synthgaze:2500"
 KEYS = ["auroc", "auroc_learnt", "accuracy", "tpr_at_5fpr", "threshold", "per_attack",
@@ -51,14 +53,19 @@ def main() -> None:
             rows = []
             for model in models:
                 net, record = trained(model, runtime)
-                scan = scanned(folder_of(model).name, name, method, params, net, clean, runtime,
-                               cached_only=True)
+                scan = (ensemble_scan(folder_of(model).name, params, net, clean, runtime, True)
+                        if method == "ensemble" else
+                        scanned(folder_of(model).name, name, method, params, net, clean,
+                                runtime, cached_only=True))
                 if scan is None:
                     parser.error(f"--seeds {seed}: {name} has no cached scan of "
                                  f"{model['name']}; run detection_zoo.py --seed {seed} first")
                 rows.append({"name": model["name"], "role": model["role"],
                              "attack": model["attack"], "metrics": record["metrics"], **scan})
-                scores.setdefault(model["name"], []).append(scan["score"])
+            if method == "ensemble":  # standardised by this seed's calibration scans
+                rows = combine_rows(rows)
+            for row in rows:
+                scores.setdefault(row["name"], []).append(row["score"])
             per_seed[seed] = summary(rows)
             print(name, seed, per_seed[seed], flush=True)
         mean_rows = [{**row, "score": sum(scores[row["name"]]) / len(args.seeds)}

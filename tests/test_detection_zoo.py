@@ -167,6 +167,26 @@ def test_detector_spec_names_a_variant_with_its_parameters():
             dz.detector_spec(bad)
 
 
+def test_an_ensemble_spec_is_scored_from_its_members_scans_as_the_detector_scores():
+    name, method, params = dz.detector_spec("drmguard+drmguard:trigger=mask")
+    assert (name, method, params) == ("drmguard+drmguard:trigger=mask", "ensemble",
+                                      {"members": "drmguard+drmguard:trigger=mask"})
+    with pytest.raises(ValueError, match="must be one of"):
+        dz.detector_spec("drmguard+drmguard:trigger=noise")
+    # member "g" on a scale of tenths, "m" of thousandths; calibration models 0-2
+    members = [(-0.10, -0.010), (-0.12, -0.012), (-0.11, -0.011),   # calib
+               (-0.11, -0.005), (-0.05, -0.011), (-0.115, -0.0115)]  # m finds, g finds, clean
+    rows = [{"name": f"m{i}", "role": "calib" if i < 3 else "other",
+             "members": {"g": {"score": g}, "m": {"score": m}}}
+            for i, (g, m) in enumerate(members)]
+    scored = dz.combine_rows(rows)
+    assert [r["evidence"]["leading"] for r in scored[3:5]] == ["m", "g"]
+    # z = (score - mean of the calibration scores) / their sample standard deviation
+    assert scored[3]["score"] == pytest.approx((-0.005 + 0.011) / 0.001)
+    assert scored[4]["score"] == pytest.approx((-0.05 + 0.11) / 0.01)
+    assert scored[5]["score"] < min(scored[3]["score"], scored[4]["score"])
+
+
 @pytest.mark.parametrize("spec", ["drmguard:displacement=-1", "drmguard:margin",
                                   "drmguard:nosuch=1"])
 def test_bad_detector_variants_are_one_line_errors(spec):

@@ -18,7 +18,9 @@ from .common import (ConfigFile, Device, Json, ModelArgs, ModelFactory, Overwrit
                      load_cli_model, runtime_from)
 
 Method = Annotated[str | None, typer.Option(
-    help="drmguard, nc or featurere (default: drmguard for regression images, else nc).")]
+    help="drmguard, nc, featurere or ensemble (several of them: --param "
+         "members=drmguard+drmguard:trigger=mask; default: drmguard for regression images, "
+         "else nc).")]
 CleanFraction = Annotated[float | None, typer.Option(
     help="Share of the training split the defender holds as clean data (default 0.05).")]
 Param = Annotated[list[str] | None, typer.Option("--param", help="Detector parameter KEY=VALUE.")]

@@ -13,7 +13,9 @@ So every known-clean model passes, and the margin keeps a re-scan of one of them
 (scores vary with the scan's seed) from landing right on the line. With many
 clean models, `quantile=q` instead takes their q-quantile (it accepts a share
 1 − q of false alarms on clean models). The result records the rule, the clean
-scores and the detector's parameters, and is stored with each verdict.
+scores and the detector's parameters, and is stored with each verdict. A
+detector with a `fit_clean(detections)` method (the ensemble) first learns from
+the clean models' scans how to scale its members, then returns their scores.
 """
 
 from __future__ import annotations
@@ -97,8 +99,12 @@ def calibrate(detector: Detector, clean_models: Mapping[str, nn.Module] | Sequen
         clean_models = {f"model{i}": m for i, m in enumerate(clean_models)}
     if not clean_models:
         raise BadInput("calibration needs at least one clean model")
-    scores = {name: detector.inspect(model, clean, runtime=runtime).score
-              for name, model in clean_models.items()}
+    detections = {name: detector.inspect(model, clean, runtime=runtime)
+                  for name, model in clean_models.items()}
+    # a detector that scales its score by clean models (the ensemble) learns that here
+    fit_clean = getattr(detector, "fit_clean", None)
+    scores = (fit_clean(detections) if fit_clean is not None
+              else {name: d.score for name, d in detections.items()})
     threshold, rule = threshold_from(list(scores.values()), margin, quantile)
     detector.threshold = threshold
     params = detector.params() if hasattr(detector, "params") else {}
