@@ -196,3 +196,15 @@ def test_bad_detector_variants_are_one_line_errors(spec):
                           env={"PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 2
     assert f"--detectors {spec}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_calibration_draws_re_role_the_known_clean_models_and_count_rates():
+    import detection_calibration as dc
+
+    rows = [{"name": n, "role": role, "score": s} for n, role, s in [
+        ("c0", "calib", 0.1), ("c1", "clean", 0.3), ("c2", "clean", 0.2),
+        ("b0", "backdoored", 0.25), ("b1", "backdoored", 0.9)]]
+    drawn = dc.draw_rows(rows, {"c1", "c2"})
+    assert [r["role"] for r in drawn] == ["clean", "calib", "calib", "backdoored", "backdoored"]
+    # threshold from c1, c2: 0.3 + 0.1 × 0.1 = 0.31; c0 passes, b0 is missed, b1 flagged
+    assert dc.rates(drawn) == {"accuracy": pytest.approx(2 / 3), "fpr": 0.0, "tpr": 0.5}
