@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import detection_zoo as dz  # noqa: E402
+import detection_zoo_page as page  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +136,11 @@ def test_regression_summary_has_no_own_rule(rows):
 def test_classification_page_shows_asr_clean_accuracy_and_named_class(rows):
     summary = dz.summarise(rows, 3.0, dz.CLASSIFICATION_ATTACKS, classification=True)
     results = {"digits": {"task": "classification", "attacks": dz.CLASSIFICATION_ATTACKS,
+                          "took_bar": dz.TOOK,
                           "zoo": "test zoo", "roc": "results/x.png",
                           "detectors": {"nc": {"rows": rows, "params": {},
                                                "summary": summary}}}}
-    text = dz.page_section(results)
+    text = page.page_section(results)
     assert "| model | role | attack | target | ASR | clean acc | nc |" in text
     assert "asr@tol" not in text and "clean MAE" not in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| badnets1 "))
