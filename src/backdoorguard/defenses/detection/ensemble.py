@@ -1,11 +1,12 @@
 """Several detectors on one model: the most suspicious of them, in units of its
 spread over known-clean models, decides.
 
-Different reversed-trigger families find different backdoors: on the synthgaze
-and rotation zoos DRMGuard's generator finds the Blended, WaNet and Input-aware
-models and its mask finds the BadNets patches (docs/detection.md). Their scores
-(trigger sizes) are on different scales, so taking the larger raw score lets one
-family win on every model. The ensemble standardises each member's score by the
+Different reversed-trigger families find different backdoors: on the rotation
+zoo DRMGuard's mask finds the BadNets patches its generator misses, and the
+generator the Blended models the mask misses; on synthgaze the displaced
+generator finds BadNets and WaNet, the mask Blended (docs/detection.md). Their
+scores (trigger sizes) are on different scales, so taking the larger raw score
+lets one family win on every model. The ensemble standardises each member's score by the
 clean models `calibrate` scanned,
 
     z_i = (s_i − mean_i) / sd_i        (mean and sample standard deviation of
