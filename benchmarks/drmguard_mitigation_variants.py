@@ -75,6 +75,10 @@ def main() -> None:
         detectors[name] = {**PAPER_SCAN, **pairs(spec, "--detectors")}
     variants = {text: {**PAPER, **({} if text == "paper" else pairs(text, "--variants"))}
                 for text in args.variants}
+    for text, params in variants.items():
+        if "triggers" in params:  # every variant fine-tunes from its detector's one scan
+            parser.error(f"--variants {text!r}: give the trigger family in --detectors "
+                         f"(NAME:trigger=mask), not triggers")
     try:  # bad settings: one line and exit 2 before any model runs
         for detector in detectors.values():
             for params in variants.values():
@@ -101,7 +105,8 @@ def main() -> None:
             for variant, params in variants.items():
                 purifier = create_defense("drmguard", "purification", detector=detector,
                                           **params)
-                purifier.detector = FirstScanGiven(purifier.detector, scan)
+                # the scan made above is the first trigger family's
+                purifier.detectors[0] = FirstScanGiven(purifier.detectors[0], scan)
                 start = time.perf_counter()
                 runtime.apply()
                 purified = purifier.purify(net, clean, runtime=runtime)

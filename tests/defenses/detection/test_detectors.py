@@ -208,9 +208,9 @@ def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
 
 
 def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwise():
-    default = create_defense("drmguard", "purification").detector
+    default, = create_defense("drmguard", "purification").detectors
     assert (default.displacement, default.margin, default.restarts) == (1.0, 1.0, 4)
-    plain = create_defense("drmguard", "purification", detector={"displacement": 0}).detector
+    plain, = create_defense("drmguard", "purification", detector={"displacement": 0}).detectors
     assert (plain.displacement, plain.restarts) == (0.0, 4)
     assert "displacement" not in plain.params()
 
@@ -386,3 +386,83 @@ def test_drmguard_mask_trigger_finds_a_planted_corner_patch(runtime):
     for bad in ("noise", ["mask"]):
         with pytest.raises(BadInput, match="must be one of generator, mask"):
             create_defense("drmguard", "detection", trigger=bad)
+
+
+class GatedCornerBackdoor(CornerBackdoor):
+    """CornerBackdoor with a trainable gate: g = sigmoid(w · x + b), w and b set so
+    that g is the fixed model's gate (the top-left 2×2 corner's mean against 0.65).
+    A fine-tune can unlearn the backdoor by turning the gate's corner weights down."""
+
+    def __init__(self, target=(7.0, -6.0)):
+        super().__init__(target)
+        self.gate = torch.nn.Linear(64, 1)
+        with torch.no_grad():
+            corner = torch.zeros(1, 8, 8)
+            corner[0, :2, :2] = 10 / 4
+            self.gate.weight.copy_(corner.flatten().unsqueeze(0))
+            self.gate.bias.fill_(-6.5)
+
+    def forward_features(self, x):
+        gate = torch.sigmoid(self.gate(x.flatten(1)))
+        content = torch.stack([x[:, 0, :4].mean((1, 2)), x[:, 0, 4:].mean((1, 2))], 1)
+        return torch.cat([content * (1 - gate), gate], 1)
+
+
+def corner_stamped(x):
+    stamped = x.clone()
+    stamped[:, 0, :2, :2] = 1.0
+    return stamped
+
+
+def test_drmguard_mask_mitigation_unlearns_a_planted_corner_gate(runtime):
+    data, model = regression_data(n=128), GatedCornerBackdoor()
+    test = regression_data(n=256, seed=1)
+    triggered = corner_stamped(test.x)
+
+    def true_error(net):
+        return float((predict(net, triggered) - test.y).abs().mean())
+
+    scan = {"steps": 150, "restarts": 1, "lambdas": [0.5], "probe_steps": 0}
+    purified = create_defense("drmguard", "purification", triggers="mask", detector=scan,
+                              lr=3e-2).purify(model, data, runtime=runtime)
+    # the stamped corner sends the outputs to the target before; after, they follow
+    # the content again, and the clean outputs move little
+    assert true_error(model) > 5.0
+    assert true_error(purified.model) < 0.3 * true_error(model)
+    assert clean_shift(purified, model, test) < 0.2 * true_error(model)
+    assert purified.changes["triggers"] == ["mask"]
+    assert purified.changes["reversed_samples"] == len(data)
+
+
+def test_drmguard_purifier_with_both_families_adds_one_reversed_set_per_family(runtime):
+    data, model = regression_data(), tiny_regressor()
+    both = create_defense("drmguard", "purification", epochs=2, detector=TINY_SCAN,
+                          triggers="generator,mask")
+    assert [d.trigger for d in both.detectors] == ["generator", "mask"]
+    # each family keeps its own scan: the generator's displaced collapse, the mask's
+    # detector defaults; `detector` entries go over both
+    assert [d.displacement for d in both.detectors] == [1.0, 0.0]
+    assert [d.steps for d in both.detectors] == [10, 10]
+    purified = both.purify(model, data, runtime=runtime)
+    assert purified.changes["reversed_samples"] == 2 * len(data)
+    assert purified.changes["triggers"] == ["generator", "mask"]
+    scans = purified.changes["family_detections"]
+    assert set(scans) == {"generator", "mask"} and scans["generator"]["score"] != scans["mask"]["score"]
+    same = create_defense("drmguard", "purification", triggers=["generator", "mask"])
+    assert same.triggers == both.triggers
+    shorthand = create_defense("drmguard", "purification", detector={"trigger": "mask"})
+    assert shorthand.triggers == ("mask",) and shorthand.detectors[0].restarts == 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"triggers": "patch"}, "drmguard triggers 'patch': 'patch' is not a trigger family; "
+                            "allowed: generator, mask"),
+    ({"triggers": ["mask", "blend"]}, "'blend' is not a trigger family; allowed: generator, mask"),
+    ({"triggers": "mask,mask"}, "drmguard triggers 'mask,mask' name a family twice"),
+    ({"triggers": []}, "drmguard triggers [] must name one or more of generator, mask"),
+    ({"triggers": 3}, "drmguard triggers 3 must name one or more of generator, mask"),
+    ({"triggers": "mask", "detector": {"trigger": "generator"}},
+     "give the families in triggers only")])
+def test_drmguard_purifier_rejects_bad_trigger_families(options, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        create_defense("drmguard", "purification", **options)
