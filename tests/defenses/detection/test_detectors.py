@@ -447,7 +447,8 @@ def test_drmguard_purifier_with_both_families_adds_one_reversed_set_per_family(r
     assert purified.changes["reversed_samples"] == 2 * len(data)
     assert purified.changes["triggers"] == ["generator", "mask"]
     scans = purified.changes["family_detections"]
-    assert set(scans) == {"generator", "mask"} and scans["generator"]["score"] != scans["mask"]["score"]
+    assert set(scans) == {"generator", "mask"}
+    assert scans["generator"]["score"] != scans["mask"]["score"]
     same = create_defense("drmguard", "purification", triggers=["generator", "mask"])
     assert same.triggers == both.triggers
     shorthand = create_defense("drmguard", "purification", detector={"trigger": "mask"})
