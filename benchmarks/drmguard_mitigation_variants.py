@@ -58,6 +58,14 @@ class FirstScanGiven:
         return self.detector.inspect(model, clean, runtime=runtime)
 
 
+def purifier_for(detector: dict, params: dict):
+    """The purifier of one variant, reversing only the trigger family its detector
+    setting scans (the scan every variant starts from)."""
+    scan = {k: v for k, v in detector.items() if k != "trigger"}
+    return create_defense("drmguard", "purification", detector=scan,
+                          triggers=detector.get("trigger", "generator"), **params)
+
+
 def pairs(text: str, flag: str) -> dict:
     return key_values([p for p in text.split(",") if p], flag) or {}
 
@@ -82,7 +90,7 @@ def main() -> None:
     try:  # bad settings: one line and exit 2 before any model runs
         for detector in detectors.values():
             for params in variants.values():
-                create_defense("drmguard", "purification", detector=detector, **params)
+                purifier_for(detector, params)
     except BadInput as error:
         parser.error(str(error))
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
@@ -103,9 +111,7 @@ def main() -> None:
             scan = create_defense("drmguard", "detection", **detector).inspect(
                 net, clean, runtime=runtime)
             for variant, params in variants.items():
-                purifier = create_defense("drmguard", "purification", detector=detector,
-                                          **params)
-                # the scan made above is the first trigger family's
+                purifier = purifier_for(detector, params)
                 purifier.detectors[0] = FirstScanGiven(purifier.detectors[0], scan)
                 start = time.perf_counter()
                 runtime.apply()

@@ -152,7 +152,8 @@ def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
     purified = purifier.purify(model, data, runtime=runtime)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert not torch.equal(purified.model.head.weight, model.head.weight)
-    assert purified.changes["reversed_samples"] == len(data)
+    # one reversed set per trigger family, both by default
+    assert purified.changes["reversed_samples"] == 2 * len(data)
     with pytest.raises(BadInput, match="detection defense, not audit"):
         create_defense("drmguard", "audit")
 
@@ -186,7 +187,7 @@ def test_drmguard_purifier_anchors_keep_clean_outputs_closer_to_the_received_mod
     # fitting the labels pulls an untrained model's outputs away; either anchor holds them
     data, model = regression_data(), tiny_regressor()
     base = {"epochs": 5, "lr": 1e-2, "detector": TINY_SCAN, "clean_target": "label",
-            "anchor": 0.0, "feature_anchor": 0.0}
+            "anchor": 0.0, "feature_anchor": 0.0, "triggers": "generator"}
     free, held = (create_defense("drmguard", "purification", **{**base, option: value}
                                  ).purify(model, data, runtime=runtime)
                   for value in (0.0, weight))
@@ -208,9 +209,12 @@ def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
 
 
 def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwise():
-    default, = create_defense("drmguard", "purification").detectors
-    assert (default.displacement, default.margin, default.restarts) == (1.0, 1.0, 4)
-    plain, = create_defense("drmguard", "purification", detector={"displacement": 0}).detectors
+    generator, mask = create_defense("drmguard", "purification").detectors
+    assert (generator.trigger, mask.trigger) == ("generator", "mask")
+    assert (generator.displacement, generator.margin, generator.restarts) == (1.0, 1.0, 4)
+    assert (mask.displacement, mask.restarts) == (0.0, 2)
+    plain, = create_defense("drmguard", "purification", triggers="generator",
+                            detector={"displacement": 0}).detectors
     assert (plain.displacement, plain.restarts) == (0.0, 4)
     assert "displacement" not in plain.params()
 
@@ -218,7 +222,7 @@ def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwi
 def test_drmguard_purifier_rounds_reverse_again_on_the_tuned_model(runtime):
     data, model = regression_data(), tiny_regressor()
     purified = create_defense("drmguard", "purification", epochs=2, detector=TINY_SCAN,
-                              rounds=2).purify(model, data, runtime=runtime)
+                              rounds=2, triggers="generator").purify(model, data, runtime=runtime)
     assert purified.changes["reversed_samples"] == 2 * len(data)
     assert len(purified.changes["round_scores"]) == 2
     assert purified.changes["round_scores"][0] != purified.changes["round_scores"][1]
