@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[],
                         help="KEY=VALUE for the purifier (DRMGuard: epochs, lr, batch_size, loss, "
                              "batchnorm, clean_target, reversed_target, anchor, "
-                             "feature_anchor, rounds)")
+                             "feature_anchor, rounds, triggers: e.g. triggers=generator,mask)")
     parser.add_argument("--detector", action="append", default=[],
                         help="KEY=VALUE for DRMGuard's detector (e.g. displacement=1)")
     args = parser.parse_args()

@@ -58,6 +58,14 @@ class FirstScanGiven:
         return self.detector.inspect(model, clean, runtime=runtime)
 
 
+def purifier_for(detector: dict, params: dict):
+    """The purifier of one variant, reversing only the trigger family its detector
+    setting scans (the scan every variant starts from)."""
+    scan = {k: v for k, v in detector.items() if k != "trigger"}
+    return create_defense("drmguard", "purification", detector=scan,
+                          triggers=detector.get("trigger", "generator"), **params)
+
+
 def pairs(text: str, flag: str) -> dict:
     return key_values([p for p in text.split(",") if p], flag) or {}
 
@@ -75,10 +83,14 @@ def main() -> None:
         detectors[name] = {**PAPER_SCAN, **pairs(spec, "--detectors")}
     variants = {text: {**PAPER, **({} if text == "paper" else pairs(text, "--variants"))}
                 for text in args.variants}
+    for text, params in variants.items():
+        if "triggers" in params:  # every variant fine-tunes from its detector's one scan
+            parser.error(f"--variants {text!r}: give the trigger family in --detectors "
+                         f"(NAME:trigger=mask), not triggers")
     try:  # bad settings: one line and exit 2 before any model runs
         for detector in detectors.values():
             for params in variants.values():
-                create_defense("drmguard", "purification", detector=detector, **params)
+                purifier_for(detector, params)
     except BadInput as error:
         parser.error(str(error))
     runtime = Runtime(seed=0, device="auto", threads=args.threads, progress=False).apply()
@@ -99,9 +111,8 @@ def main() -> None:
             scan = create_defense("drmguard", "detection", **detector).inspect(
                 net, clean, runtime=runtime)
             for variant, params in variants.items():
-                purifier = create_defense("drmguard", "purification", detector=detector,
-                                          **params)
-                purifier.detector = FirstScanGiven(purifier.detector, scan)
+                purifier = purifier_for(detector, params)
+                purifier.detectors[0] = FirstScanGiven(purifier.detectors[0], scan)
                 start = time.perf_counter()
                 runtime.apply()
                 purified = purifier.purify(net, clean, runtime=runtime)

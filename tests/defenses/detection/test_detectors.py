@@ -152,7 +152,8 @@ def test_drmguard_purifier_is_registered_and_fine_tunes_a_copy(runtime):
     purified = purifier.purify(model, data, runtime=runtime)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert not torch.equal(purified.model.head.weight, model.head.weight)
-    assert purified.changes["reversed_samples"] == len(data)
+    # one reversed set per trigger family, both by default
+    assert purified.changes["reversed_samples"] == 2 * len(data)
     with pytest.raises(BadInput, match="detection defense, not audit"):
         create_defense("drmguard", "audit")
 
@@ -186,7 +187,7 @@ def test_drmguard_purifier_anchors_keep_clean_outputs_closer_to_the_received_mod
     # fitting the labels pulls an untrained model's outputs away; either anchor holds them
     data, model = regression_data(), tiny_regressor()
     base = {"epochs": 5, "lr": 1e-2, "detector": TINY_SCAN, "clean_target": "label",
-            "anchor": 0.0, "feature_anchor": 0.0}
+            "anchor": 0.0, "feature_anchor": 0.0, "triggers": "generator"}
     free, held = (create_defense("drmguard", "purification", **{**base, option: value}
                                  ).purify(model, data, runtime=runtime)
                   for value in (0.0, weight))
@@ -208,9 +209,12 @@ def test_drmguard_purifier_model_targets_keep_the_received_clean_fit(runtime):
 
 
 def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwise():
-    default = create_defense("drmguard", "purification").detector
-    assert (default.displacement, default.margin, default.restarts) == (1.0, 1.0, 4)
-    plain = create_defense("drmguard", "purification", detector={"displacement": 0}).detector
+    generator, mask = create_defense("drmguard", "purification").detectors
+    assert (generator.trigger, mask.trigger) == ("generator", "mask")
+    assert (generator.displacement, generator.margin, generator.restarts) == (1.0, 1.0, 4)
+    assert (mask.displacement, mask.restarts) == (0.0, 2)
+    plain, = create_defense("drmguard", "purification", triggers="generator",
+                            detector={"displacement": 0}).detectors
     assert (plain.displacement, plain.restarts) == (0.0, 4)
     assert "displacement" not in plain.params()
 
@@ -218,7 +222,7 @@ def test_drmguard_purifier_scans_with_the_displaced_collapse_unless_told_otherwi
 def test_drmguard_purifier_rounds_reverse_again_on_the_tuned_model(runtime):
     data, model = regression_data(), tiny_regressor()
     purified = create_defense("drmguard", "purification", epochs=2, detector=TINY_SCAN,
-                              rounds=2).purify(model, data, runtime=runtime)
+                              rounds=2, triggers="generator").purify(model, data, runtime=runtime)
     assert purified.changes["reversed_samples"] == 2 * len(data)
     assert len(purified.changes["round_scores"]) == 2
     assert purified.changes["round_scores"][0] != purified.changes["round_scores"][1]
@@ -386,3 +390,84 @@ def test_drmguard_mask_trigger_finds_a_planted_corner_patch(runtime):
     for bad in ("noise", ["mask"]):
         with pytest.raises(BadInput, match="must be one of generator, mask"):
             create_defense("drmguard", "detection", trigger=bad)
+
+
+class GatedCornerBackdoor(CornerBackdoor):
+    """CornerBackdoor with a trainable gate: g = sigmoid(w · x + b), w and b set so
+    that g is the fixed model's gate (the top-left 2×2 corner's mean against 0.65).
+    A fine-tune can unlearn the backdoor by turning the gate's corner weights down."""
+
+    def __init__(self, target=(7.0, -6.0)):
+        super().__init__(target)
+        self.gate = torch.nn.Linear(64, 1)
+        with torch.no_grad():
+            corner = torch.zeros(1, 8, 8)
+            corner[0, :2, :2] = 10 / 4
+            self.gate.weight.copy_(corner.flatten().unsqueeze(0))
+            self.gate.bias.fill_(-6.5)
+
+    def forward_features(self, x):
+        gate = torch.sigmoid(self.gate(x.flatten(1)))
+        content = torch.stack([x[:, 0, :4].mean((1, 2)), x[:, 0, 4:].mean((1, 2))], 1)
+        return torch.cat([content * (1 - gate), gate], 1)
+
+
+def corner_stamped(x):
+    stamped = x.clone()
+    stamped[:, 0, :2, :2] = 1.0
+    return stamped
+
+
+def test_drmguard_mask_mitigation_unlearns_a_planted_corner_gate(runtime):
+    data, model = regression_data(n=128), GatedCornerBackdoor()
+    test = regression_data(n=256, seed=1)
+    triggered = corner_stamped(test.x)
+
+    def true_error(net):
+        return float((predict(net, triggered) - test.y).abs().mean())
+
+    scan = {"steps": 150, "restarts": 1, "lambdas": [0.5], "probe_steps": 0}
+    purified = create_defense("drmguard", "purification", triggers="mask", detector=scan,
+                              lr=3e-2).purify(model, data, runtime=runtime)
+    # the stamped corner sends the outputs to the target before; after, they follow
+    # the content again, and the clean outputs move little
+    assert true_error(model) > 5.0
+    assert true_error(purified.model) < 0.3 * true_error(model)
+    assert clean_shift(purified, model, test) < 0.2 * true_error(model)
+    assert purified.changes["triggers"] == ["mask"]
+    assert purified.changes["reversed_samples"] == len(data)
+
+
+def test_drmguard_purifier_with_both_families_adds_one_reversed_set_per_family(runtime):
+    data, model = regression_data(), tiny_regressor()
+    both = create_defense("drmguard", "purification", epochs=2, detector=TINY_SCAN,
+                          triggers="generator,mask")
+    assert [d.trigger for d in both.detectors] == ["generator", "mask"]
+    # each family keeps its own scan: the generator's displaced collapse, the mask's
+    # detector defaults; `detector` entries go over both
+    assert [d.displacement for d in both.detectors] == [1.0, 0.0]
+    assert [d.steps for d in both.detectors] == [10, 10]
+    purified = both.purify(model, data, runtime=runtime)
+    assert purified.changes["reversed_samples"] == 2 * len(data)
+    assert purified.changes["triggers"] == ["generator", "mask"]
+    scans = purified.changes["family_detections"]
+    assert set(scans) == {"generator", "mask"}
+    assert scans["generator"]["score"] != scans["mask"]["score"]
+    same = create_defense("drmguard", "purification", triggers=["generator", "mask"])
+    assert same.triggers == both.triggers
+    shorthand = create_defense("drmguard", "purification", detector={"trigger": "mask"})
+    assert shorthand.triggers == ("mask",) and shorthand.detectors[0].restarts == 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"triggers": "patch"}, "drmguard triggers 'patch': 'patch' is not a trigger family; "
+                            "allowed: generator, mask"),
+    ({"triggers": ["mask", "blend"]}, "'blend' is not a trigger family; allowed: generator, mask"),
+    ({"triggers": "mask,mask"}, "drmguard triggers 'mask,mask' name a family twice"),
+    ({"triggers": []}, "drmguard triggers [] must name one or more of generator, mask"),
+    ({"triggers": 3}, "drmguard triggers 3 must name one or more of generator, mask"),
+    ({"triggers": "mask", "detector": {"trigger": "generator"}},
+     "give the families in triggers only")])
+def test_drmguard_purifier_rejects_bad_trigger_families(options, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        create_defense("drmguard", "purification", **options)
