@@ -210,3 +210,18 @@ def test_calibration_draws_re_role_the_known_clean_models_and_count_rates():
     assert [r["role"] for r in drawn] == ["clean", "calib", "calib", "backdoored", "backdoored"]
     # threshold from c1, c2: 0.3 + 0.1 × 0.1 = 0.31; c0 passes, b0 is missed, b1 flagged
     assert dc.rates(drawn) == {"accuracy": pytest.approx(2 / 3), "fpr": 0.0, "tpr": 0.5}
+
+
+def test_nc_per_class_calibration_removes_a_class_that_stands_out_on_clean_models():
+    import nc_per_class
+
+    # class 2 is naturally anomalous on every clean model; the backdoored model's
+    # class 0 stands out only a little by the raw index
+    calibration = [{"class_indices": [0.5, 0.4, 3.0]}, {"class_indices": [0.7, 0.6, 3.4]},
+                   {"class_indices": [0.6, 0.5, 3.2]}]
+    clean = {"class_indices": [0.6, 0.5, 3.3]}
+    backdoored = {"class_indices": [2.0, 0.5, 3.1]}
+    raw = [max(r["class_indices"]) for r in (clean, backdoored)]
+    assert raw[0] > raw[1]  # NC's own score ranks the clean model higher
+    scores = nc_per_class.per_class_scores(calibration, [clean, backdoored])
+    assert scores[1] > scores[0] and scores[1] == pytest.approx((2.0 - 0.6) / 0.1)
