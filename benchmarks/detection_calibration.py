@@ -34,7 +34,7 @@ def draw_rows(rows: list[dict], calib: set[str]) -> list[dict]:
     re-standardised on them."""
     out = [{**row, "role": "calib" if row["name"] in calib else
             ("clean" if row["role"] in ("calib", "clean") else row["role"])} for row in rows]
-    return combine_rows(out) if "members" in rows[0] else out
+    return combine_rows(out)
 
 
 def rates(rows: list[dict]) -> dict[str, float]:

@@ -220,7 +220,10 @@ def trained(model: dict, runtime: Runtime, cache: Path = CACHE) -> tuple[torch.n
 def scanned(folder_key: str, detector_name: str, method: str, params: dict, net, clean,
             runtime: Runtime, cached_only: bool = False) -> dict | None:
     """A scan's score and cost, from the cache or scanned now (None with
-    `cached_only` when it is not cached)."""
+    `cached_only` when it is not cached); an ensemble's are its members' scans
+    (`ensemble_scan`), scored by `combine_rows`."""
+    if method == "ensemble":
+        return ensemble_scan(folder_key, params, net, clean, runtime, cached_only)
     detector = build_detector(clean.task, method, params)
     # keyed by every parameter of the detector, so a change of its defaults is a new scan
     path = CACHE / "scans" / f"{key_of(folder_key, method, detector.params(), runtime.seed)}.json"
@@ -265,7 +268,10 @@ def ensemble_scan(folder_key: str, params: dict, net, clean, runtime: Runtime,
 
 def combine_rows(rows: list[dict]) -> list[dict]:
     """An ensemble's rows scored as `Ensemble` scores them once calibrated: each
-    member standardised by the calibration models' scores, the maximum taken."""
+    member standardised by the calibration models' scores, the maximum taken.
+    Any other detector's rows are returned as they are."""
+    if "members" not in rows[0]:
+        return rows
     specs = list(rows[0]["members"])
     scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
                                      if r["role"] == "calib"] for spec in specs})
@@ -435,10 +441,8 @@ def main() -> None:
                     break
                 net, record, folder_key = nets[model["name"]]
                 print(f"  {model['name']}", flush=True)
-                scan = (ensemble_scan(folder_key, params, net, clean, runtime, args.cached_only)
-                        if method == "ensemble" else
-                        scanned(folder_key, name, method, params, net, clean, runtime,
-                                args.cached_only))
+                scan = scanned(folder_key, name, method, params, net, clean, runtime,
+                               args.cached_only)
                 if scan is None:
                     break
                 rows.append({"name": model["name"], "role": model["role"],
@@ -449,8 +453,7 @@ def main() -> None:
                 print(f"  {name}: " + ("no trained models cached" if not rows else
                                        "not all scans cached") + "; left out", flush=True)
                 continue
-            if method == "ensemble":
-                rows = combine_rows(rows)
+            rows = combine_rows(rows)
             threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
             results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
                                           "summary": summarise(rows, threshold, attacks,

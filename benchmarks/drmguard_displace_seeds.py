@@ -21,8 +21,8 @@ from backdoorguard.config import TrainRun
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.defenses.detection.calibration import threshold_from
 from backdoorguard.pipeline import clean_subset, resolve
-from detection_zoo import (combine_rows, detector_spec, ensemble_scan, folder_of, scanned,
-                           summarise, trained, zoo)
+from detection_zoo import (combine_rows, detector_spec, folder_of, scanned, summarise, trained,
+                           zoo)
 
 DATASET = "synthgaze:2500"
 KEYS = ["auroc", "auroc_learnt", "accuracy", "tpr_at_5fpr", "threshold", "per_attack",
@@ -53,17 +53,14 @@ def main() -> None:
             rows = []
             for model in models:
                 net, record = trained(model, runtime)
-                scan = (ensemble_scan(folder_of(model).name, params, net, clean, runtime, True)
-                        if method == "ensemble" else
-                        scanned(folder_of(model).name, name, method, params, net, clean,
-                                runtime, cached_only=True))
+                scan = scanned(folder_of(model).name, name, method, params, net, clean, runtime,
+                               cached_only=True)
                 if scan is None:
                     parser.error(f"--seeds {seed}: {name} has no cached scan of "
                                  f"{model['name']}; run detection_zoo.py --seed {seed} first")
                 rows.append({"name": model["name"], "role": model["role"],
                              "attack": model["attack"], "metrics": record["metrics"], **scan})
-            if method == "ensemble":  # standardised by this seed's calibration scans
-                rows = combine_rows(rows)
+            rows = combine_rows(rows)  # an ensemble: standardised by this seed's calibration
             for row in rows:
                 scores.setdefault(row["name"], []).append(row["score"])
             per_seed[seed] = summary(rows)

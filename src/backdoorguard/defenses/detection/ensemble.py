@@ -126,7 +126,6 @@ class Ensemble(Detector):
                  standardise: Mapping[str, Sequence[float]] | None = None,
                  threshold: float = 0.0):
         self.members = build_members(members)
-        self.specs = list(self.members)
         if standardise is not None:
             if not isinstance(standardise, Mapping) or set(standardise) != set(self.specs):
                 raise BadInput(f"ensemble standardise must map each member "
@@ -142,6 +141,11 @@ class Ensemble(Detector):
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise BadInput(f"ensemble threshold {threshold!r} must be a number")
         self.threshold = float(threshold)
+
+    @property
+    def specs(self) -> list[str]:
+        """The members' specs, in order."""
+        return list(self.members)
 
     def params(self) -> dict[str, Any]:
         return {"members": list(self.specs),
