@@ -13,7 +13,7 @@ import typer
 
 from ..errors import BadInput
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="Find and remove backdoors in deep models.")
 
 
