@@ -37,7 +37,7 @@ def test_preview_writes_a_picture_with_clean_and_triggered_rows(tmp_path, capsys
 
 def test_preview_of_series_writes_line_plots(tmp_path, capsys):
     out = tmp_path / "series.png"
-    assert run(capsys, "preview", "ucr:GunPoint", "--out", str(out))[0] == 0
+    assert run(capsys, "preview", "--dataset", "ucr:GunPoint", "--out", str(out))[0] == 0
     with Image.open(out) as picture:
         assert picture.format == "PNG"
 
@@ -50,6 +50,8 @@ def test_preview_of_series_writes_line_plots(tmp_path, capsys):
     (["digits", "--out", "{tmp}/g.png", "--count", "0"], "sample count 0"),
     (["digits", "--out", "{tmp}/g.png", "--split", "val"], "unknown split"),
     (["nothing", "--out", "{tmp}/g.png"], "unknown dataset"),
+    (["--out", "{tmp}/g.png"], "no data set given"),
+    (["digits", "--dataset", "mnist5k", "--out", "{tmp}/g.png"], "two data sets given"),
 ])
 def test_preview_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path) for a in argv]

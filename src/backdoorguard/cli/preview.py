@@ -14,8 +14,10 @@ from .common import Json, Overwrite, Seed, console, emit, key_values, parse_targ
 
 @app.command()
 def preview(
-    dataset: Annotated[str, typer.Argument(help="Data set name (see `list datasets`).")],
     out: Annotated[Path, typer.Option(help="Picture to write (.png, .pdf, .svg, ...).")],
+    name: Annotated[str | None, typer.Argument(metavar="DATASET",
+                                               help="Data set name (see `list datasets`).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="The data set, as an option (as in train and scan).")] = None,
     attack: Annotated[str | None, typer.Option(help="Attack whose trigger to show.")] = None,
     attack_param: Annotated[list[str] | None, typer.Option(help="Attack parameter KEY=VALUE.")] = None,
     target: Annotated[str | None, typer.Option(help="Target class, or comma-separated vector.")] = None,
@@ -30,6 +32,11 @@ def preview(
     from ..data import load_dataset
     from ..plots import preview as draw_preview
 
+    if name is not None and dataset is not None and name != dataset:
+        raise BadInput(f"two data sets given: {name!r} and --dataset {dataset!r}; give one")
+    dataset = dataset or name
+    if dataset is None:
+        raise BadInput("no data set given: name one, e.g. `preview digits` or `preview --dataset digits`")
     one_of("split", split, ("train", "test"))
     if out.exists() and not overwrite:
         raise BadInput(f"output {str(out)!r} exists; pass --overwrite to replace it")
