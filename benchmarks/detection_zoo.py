@@ -59,6 +59,7 @@ from backdoorguard.defenses.detection import build_detector
 from backdoorguard.defenses.detection.calibration import threshold_from
 from backdoorguard.defenses.detection.ensemble import (Ensemble, combine, parse_spec,
                                                        standardisation)
+from backdoorguard.defenses.detection.neural_cleanse import NeuralCleanse
 from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import (ATTACK_STATE, build_attack, clean_subset, resolve, train_run,
                                    write_train_result)
@@ -225,8 +226,9 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     if method == "ensemble":
         return ensemble_scan(folder_key, params, net, clean, runtime, cached_only)
     detector = build_detector(clean.task, method, params)
-    # keyed by every parameter of the detector, so a change of its defaults is a new scan
-    path = CACHE / "scans" / f"{key_of(folder_key, method, detector.params(), runtime.seed)}.json"
+    # keyed by every parameter of the detector that changes the scan, so a change of
+    # its defaults is a new scan (how a scan is scored once calibrated is not one)
+    path = CACHE / "scans" / f"{key_of(folder_key, method, scan_params(detector), runtime.seed)}.json"
     if path.exists():
         return json.loads(path.read_text())
     if cached_only:
@@ -244,6 +246,12 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     path.write_text(json.dumps(record))
     print(f"    {detector_name}: score {found.score:.4g} ({found.cost.seconds:.0f} s)", flush=True)
     return record
+
+
+def scan_params(detector) -> dict:
+    """The detector's parameters that change its scan (the cache key)."""
+    return {k: v for k, v in detector.params().items()
+            if k not in getattr(detector, "calibration_keys", ())}
 
 
 def ensemble_scan(folder_key: str, params: dict, net, clean, runtime: Runtime,
@@ -266,22 +274,54 @@ def ensemble_scan(folder_key: str, params: dict, net, clean, runtime: Runtime,
     return record
 
 
-def combine_rows(rows: list[dict]) -> list[dict]:
-    """An ensemble's rows scored as `Ensemble` scores them once calibrated: each
-    member standardised by the calibration models' scores, the maximum taken.
-    Any other detector's rows are returned as they are."""
-    if "members" not in rows[0]:
+def combine_rows(rows: list[dict], name: str | None = None) -> list[dict]:
+    """The rows of detector `name` (a `--detectors` entry) scored as the detector
+    scores them once calibrated on the calibration rows: an ensemble's members
+    standardised by the calibration models' scores, the maximum taken; Neural
+    Cleanse on a classifier (`per_class`, the default) each class's anomaly index
+    standardised by the calibration models' (`NeuralCleanse.fit_indices`), the
+    largest taken and its class named. Any other detector's rows are returned as
+    they are. The uncalibrated score stays in `raw_score` (and the class named
+    then in `raw_target`)."""
+    if "members" in rows[0]:
+        ensemble = Ensemble(**detector_spec(name)[2]) if name else None
+        specs = list(rows[0]["members"])
+        for spec in specs:
+            member = ensemble.members[spec] if ensemble else None
+            if isinstance(member, NeuralCleanse):
+                per_class_rows([row["members"][spec] for row in rows],
+                          [row["role"] == "calib" for row in rows], member)
+        scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
+                                         if r["role"] == "calib"] for spec in specs})
+        for row in rows:
+            members = row["members"]
+            row["score"], leading, z = combine({s: members[s]["score"] for s in specs}, scales)
+            row["evidence"] = {"leading": leading, "standardised": z}
+            if "named_target" in members[leading]:
+                row["named_target"] = members[leading]["named_target"]
         return rows
-    specs = list(rows[0]["members"])
-    scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
-                                     if r["role"] == "calib"] for spec in specs})
-    for row in rows:
-        members = row["members"]
-        row["score"], leading, z = combine({s: members[s]["score"] for s in specs}, scales)
-        row["evidence"] = {"leading": leading, "standardised": z}
-        if "named_target" in members[leading]:
-            row["named_target"] = members[leading]["named_target"]
+    if name is not None:
+        _, method, params = detector_spec(name)
+        if method == "nc":
+            per_class_rows(rows, [row["role"] == "calib" for row in rows],
+                      NeuralCleanse(**params))
     return rows
+
+
+def per_class_rows(records: list[dict], calib: list[bool], detector: NeuralCleanse) -> None:
+    """Neural Cleanse's per-class calibration on stored scans (`class_indices`, a
+    classifier's; others and `per_class=False` are left as they are): learnt on the
+    records flagged `calib`, applied to all of them in place."""
+    if not detector.per_class or not all("class_indices" in r for r in records):
+        return
+    for record in records:
+        record.setdefault("raw_score", record["score"])
+        record.setdefault("raw_target", record.get("named_target"))
+    detector.fit_indices([r["class_indices"] for r, c in zip(records, calib) if c])
+    for record in records:
+        record["score"], record["named_target"], z = detector.standardised(
+            record["class_indices"])
+        record["standardised_indices"] = z
 
 
 def attack_success(metrics: dict) -> float:
@@ -453,7 +493,7 @@ def main() -> None:
                 print(f"  {name}: " + ("no trained models cached" if not rows else
                                        "not all scans cached") + "; left out", flush=True)
                 continue
-            rows = combine_rows(rows)
+            rows = combine_rows(rows, name)
             threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
             results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
                                           "summary": summarise(rows, threshold, attacks,
