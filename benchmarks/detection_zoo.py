@@ -400,6 +400,9 @@ def main() -> None:
                              "attacks so an interrupted run leaves a balanced zoo; scan nothing")
     parser.add_argument("--trained-only", action="store_true",
                         help="scan only the zoo's models already trained (cached); train nothing")
+    parser.add_argument("--stored", action="store_true",
+                        help="re-score the scans stored in the results file (a change in how "
+                             "scans are scored once calibrated); load and scan nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -440,6 +443,9 @@ def main() -> None:
         epochs = args.epochs if args.epochs is not None else default_epochs(dataset)
         attacks = attacks_for(task)
         models = zoo(dataset, args.calib, args.clean, args.per_attack, epochs)
+        if args.stored:
+            rescore_stored(dataset, detectors, task)
+            continue
         if args.train_only:
             for model in round_robin(models):
                 trained(model, runtime)
@@ -471,9 +477,7 @@ def main() -> None:
             results.update(task="classification",
                            zoo=results["zoo"].replace(" poisoning,", " poisoning (all-to-one, "
                                                       "target class varied),"))
-        slug = dataset.replace(":", "_")
-        roc = Path(f"docs/results/detection_roc_{slug}.png")
-        results["roc"] = f"results/{roc.name}"
+        results["roc"] = f"results/detection_roc_{dataset.replace(':', '_')}.png"
         for name, (method, params) in detectors.items():
             rows = []
             for model in models:
@@ -493,23 +497,68 @@ def main() -> None:
                 print(f"  {name}: " + ("no trained models cached" if not rows else
                                        "not all scans cached") + "; left out", flush=True)
                 continue
-            rows = combine_rows(rows, name)
-            threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
-            results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
-                                          "summary": summarise(rows, threshold, attacks,
-                                                               task.is_classification)}
-            print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
-            # written after every detector, so an interrupted run leaves what it measured
-            roc_figure(results, dataset, roc)
-            # re-read: another run may have written another data set meanwhile
-            all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-            if all_results.get(dataset, {}).get("zoo") == results["zoo"]:
-                results["detectors"] = {**all_results[dataset]["detectors"],
-                                        **results["detectors"]}
-            all_results[dataset] = results
-            RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
-            write_page(all_results)
+            record(dataset, name, params, rows, results, attacks, task.is_classification)
 
+
+def record(dataset: str, name: str, params: dict, rows: list[dict], results: dict,
+           attacks: list[str], classification: bool) -> None:
+    """Score detector `name`'s rows of one data set (`combine_rows`, the calibrated
+    threshold), add them to `results` and write the results file, the ROC figure and
+    the page (merged with what is stored for the same zoo)."""
+    rows = combine_rows(rows, name)
+    threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
+    results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
+                                  "summary": summarise(rows, threshold, attacks, classification)}
+    print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
+    # written after every detector, so an interrupted run leaves what it measured
+    roc_figure(results, dataset, Path("docs") / results["roc"])
+    # re-read: another run may have written another data set meanwhile
+    all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if all_results.get(dataset, {}).get("zoo") == results["zoo"]:
+        results["detectors"] = {**all_results[dataset]["detectors"], **results["detectors"]}
+    all_results[dataset] = results
+    RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
+    write_page(all_results)
+
+
+def as_scanned(row: dict) -> dict:
+    """A stored row as its scan gave it, before `combine_rows` scored it."""
+    out = {k: v for k, v in row.items() if k not in ("raw_score", "raw_target",
+                                                   "standardised_indices")}
+    if "raw_score" in row:
+        out["score"] = row["raw_score"]
+        if row.get("raw_target") is not None:
+            out["named_target"] = row["raw_target"]
+    return out
+
+
+def rescore_stored(dataset: str, detectors: dict[str, tuple[str, dict]], task) -> None:
+    """`--stored`: each detector's rows re-scored from the scans stored in RESULTS
+    under it, or under another name of the same method and scan parameters (e.g.
+    `nc:per_class=false` from `nc`); nothing is loaded or scanned."""
+    stored = json.loads(RESULTS.read_text()).get(dataset) if RESULTS.exists() else None
+    if stored is None:
+        print(f"  no results stored for {dataset}; left out", flush=True)
+        return
+    results = {**stored, "detectors": {}}
+    for name, (method, params) in detectors.items():
+        if method == "ensemble":
+            print(f"  {name}: an ensemble is re-scored from its members' scans, not --stored; "
+                  f"left out", flush=True)
+            continue
+        wanted = scan_params(build_detector(task, method, params))
+        source = next((other for other in [name, *stored["detectors"]]
+                       if other in stored["detectors"] and "+" not in other
+                       and detector_spec(other)[1] == method
+                       and scan_params(build_detector(task, method, detector_spec(other)[2]))
+                       == wanted), None)
+        if source is None:
+            print(f"  {name}: no stored scans of these parameters; left out", flush=True)
+            continue
+        print(f"  {name}: from the stored scans of {source}", flush=True)
+        rows = [as_scanned(row) for row in stored["detectors"][source]["rows"]]
+        record(dataset, name, params, rows, results, stored["attacks"],
+               task.is_classification)
 
 if __name__ == "__main__":
     main()
