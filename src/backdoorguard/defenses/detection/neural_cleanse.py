@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...core.training import StepLoss, predict
+from ...core.training import History, StepLoss, predict
 from ...core.types import Batch
 from ...errors import BadInput
 from ..base import Cost, Detection, register_defense
@@ -200,6 +200,31 @@ class NeuralCleanse(PerTaskDetector):
     # ------------------------------------------------------------ classification
 
     def _classification(self, model, clean, runtime, start) -> Detection:
+        per_class, triggers, history = self._reverse_classes(model, clean, runtime)
+        classes = len(per_class)
+        passes, steps = history.passes * classes + 1, history.steps
+        target = most_anomalous(per_class, "counted_size")
+        score = per_class[target]["anomaly_index"]
+        evidence = {"per_class": per_class, "params": self.params(),
+                    "clean_samples": len(clean), "rule": "max MAD anomaly index of mask size"}
+        if self.class_standardise is not None:  # its class count checked by check_task
+            evidence.update(raw_score=score, raw_target=target,
+                            rule="max over classes of the MAD anomaly index standardised by "
+                                 "known-clean models, (a_c - mean_c) / spread_c")
+            score, target, z = self.standardised([c["anomaly_index"] for c in per_class])
+            for entry, value in zip(per_class, z):
+                entry["standardised_index"] = value
+        threshold = self.anomaly_threshold if self.threshold is None else self.threshold
+        return Detection("nc", score, threshold, bool(score > threshold), target, evidence,
+                         Cost(time.perf_counter() - start, passes,
+                              {"classes": classes, "steps": steps}),
+                         trigger=triggers.tensors(target))
+
+    def _reverse_classes(self, model, clean, runtime) -> tuple[list[dict[str, Any]],
+                                                                 MaskTrigger, History]:
+        """One trigger per class, all reversed in one run: each class's entry (mask
+        size, the share of other classes' inputs it moves, the size as counted),
+        the triggers and the run's history."""
         device = runtime.torch_device
         classes = clean.task.num_outputs
         torch.manual_seed(runtime.seed)
@@ -229,23 +254,7 @@ class NeuralCleanse(PerTaskDetector):
             per_class.append({"class": target, "mask_size": size, "success": success,
                               "counted_size": size * max(1.0, self.min_success
                                                          / max(success, 1e-3))})
-        passes, steps = history.passes * classes + 1, history.steps
-        target = most_anomalous(per_class, "counted_size")
-        score = per_class[target]["anomaly_index"]
-        evidence = {"per_class": per_class, "params": self.params(),
-                    "clean_samples": len(clean), "rule": "max MAD anomaly index of mask size"}
-        if self.class_standardise is not None:  # its class count checked by check_task
-            evidence.update(raw_score=score, raw_target=target,
-                            rule="max over classes of the MAD anomaly index standardised by "
-                                 "known-clean models, (a_c - mean_c) / spread_c")
-            score, target, z = self.standardised([c["anomaly_index"] for c in per_class])
-            for entry, value in zip(per_class, z):
-                entry["standardised_index"] = value
-        threshold = self.anomaly_threshold if self.threshold is None else self.threshold
-        return Detection("nc", score, threshold, bool(score > threshold), target, evidence,
-                         Cost(time.perf_counter() - start, passes,
-                              {"classes": classes, "steps": steps}),
-                         trigger=triggers.tensors(target))
+        return per_class, triggers, history
 
     # ------------------------------------------------------------ regression
 
