@@ -224,8 +224,8 @@ def test_nc_rows_are_scored_per_class_as_the_calibrated_detector_scores_them():
             for n, a in indices.items()]
     assert rows[3]["score"] > rows[4]["score"]  # NC's own score ranks the clean model higher
     scored = dz.combine_rows([dict(r) for r in rows], "nc")
-    # class 0's spread over the calibration models (0.1) is below the floor (0.5)
-    assert scored[4]["score"] == pytest.approx((2.0 - 0.6) / 0.5)
+    # class 0's spread over the calibration models (0.1) is below the floor (1)
+    assert scored[4]["score"] == pytest.approx((2.0 - 0.6) / 1.0)
     assert scored[4]["named_target"] == 0 and scored[4]["raw_target"] == 2
     assert scored[4]["raw_score"] == 3.1 and scored[3]["score"] < scored[4]["score"]
     # the benchmark of calibration draws calls the same code

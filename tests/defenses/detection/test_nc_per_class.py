@@ -180,7 +180,7 @@ def test_calibrate_and_scan_per_class_on_the_command_line(digits_pair, tmp_path)
     calibration = json.loads(thresholds.read_text())
     stats = calibration["params"]["class_standardise"]
     # one clean model: its own indices are the means, the floor the spreads, its score 0
-    assert len(stats) == 10 and all(spread == 0.5 for _, spread in stats)
+    assert len(stats) == 10 and all(spread == 1.0 for _, spread in stats)
     assert list(calibration["clean_scores"].values()) == [0.0]
     again = tmp_path / "again"
     assert main(["scan", str(digits_pair["clean"]), "--out", str(again), "--calibration",

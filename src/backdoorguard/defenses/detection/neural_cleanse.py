@@ -26,9 +26,11 @@ class's mean and spread of the anomaly index (`fit_clean`, stored as
     z_c = (a_c − mean_c) / max(sd_c, min_spread),    score = max_c z_c
 
 with the estimated target argmax_c z_c; the threshold is then set on it by the
-usual rule. The floor `min_spread` (0.5 anomaly-index units) is also the
-spread when one clean model gives none; on the two classification zoos floors
-0.5–1 gave the same AUROC and no floor a lower one (docs/detection.md).
+usual rule. The floor `min_spread` (one unit of the anomaly index, itself in
+units of 1.4826·MAD) keeps a class whose index hardly varied over a few clean
+models from dominating, and is the spread when one clean model gives none;
+chosen on the two classification zoos over calibration draws (no floor, 0.25,
+0.5, 1: docs/detection.md).
 Uncalibrated, the paper's rule stands (largest index > 2); `per_class=False`
 keeps the raw largest index under calibration too. Regression has no classes:
 calibration sets its threshold only.
@@ -119,7 +121,7 @@ class NeuralCleanse(PerTaskDetector):
     def __init__(self, cost: float = 10.0, steps: int = 300, lr: float = 0.1,
                  batch_size: int = 32, min_success: float = 0.9, anomaly_threshold: float = 2.0,
                  threshold: float | None = None, collapse_bound: float = 0.2,
-                 max_samples: int = 500, per_class: bool = True, min_spread: float = 0.5,
+                 max_samples: int = 500, per_class: bool = True, min_spread: float = 1.0,
                  class_standardise: Sequence[Sequence[float]] | None = None):
         check_positive("nc cost", cost)
         for name, value in (("steps", steps), ("batch_size", batch_size),
