@@ -17,7 +17,8 @@ each scan's result beside them, so a re-run reuses both.
 
     python benchmarks/detection_zoo.py [--datasets synthgaze:2500 rotation] [--clean 4]
         [--per-attack 2] [--calib 2] [--epochs N] [--detectors drmguard nc featurere]
-        [--ablations] [--fast] [--train-only | --trained-only | --cached-only] [--threads 1]
+        [--ablations] [--fast] [--train-only | --trained-only | --cached-only | --stored]
+        [--threads 1]
 
 A detector can be named with parameters beyond its defaults,
 `--detectors drmguard 'drmguard:displacement=1,margin=1'` (values read as JSON
@@ -28,12 +29,19 @@ each member's score standardised by the calibration models' scores, the maximum
 taken), scored from the members' own cached scans:
 `--detectors 'drmguard:displacement=1,margin=1,restarts=4+drmguard:trigger=mask'`.
 
+Neural Cleanse on a classification zoo (`nc`) is scored as the calibrated
+detector scores it: each class's anomaly index standardised by the calibration
+models' (`NeuralCleanse.fit_indices`), the largest taken; `nc:per_class=false`
+keeps the raw largest index. Both read the same cached scans.
+
 `--epochs` defaults to 8 for regression and to the data set's recipe for
 classification (digits 30, mnist5k 15).
 
 `--train-only` trains the zoo round-robin (calib0, clean0, badnets0, ..., calib1, ...)
 so a run stopped early leaves a balanced zoo; `--trained-only` then scans only the
-models trained so far, and the page states the zoo actually scanned.
+models trained so far, and the page states the zoo actually scanned. `--stored`
+re-scores the scans stored in the results file (for a change in how a scan is
+scored once calibrated, when the models are no longer cached), loading nothing.
 
 writes docs/results/detection_zoo.json, docs/results/detection_roc_<data>.png and
 the results section of docs/detection.md.
@@ -228,7 +236,8 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     detector = build_detector(clean.task, method, params)
     # keyed by every parameter of the detector that changes the scan, so a change of
     # its defaults is a new scan (how a scan is scored once calibrated is not one)
-    path = CACHE / "scans" / f"{key_of(folder_key, method, scan_params(detector), runtime.seed)}.json"
+    key = key_of(folder_key, method, scan_params(detector), runtime.seed)
+    path = CACHE / "scans" / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
     if cached_only:
@@ -497,10 +506,10 @@ def main() -> None:
                 print(f"  {name}: " + ("no trained models cached" if not rows else
                                        "not all scans cached") + "; left out", flush=True)
                 continue
-            record(dataset, name, params, rows, results, attacks, task.is_classification)
+            record_rows(dataset, name, params, rows, results, attacks, task.is_classification)
 
 
-def record(dataset: str, name: str, params: dict, rows: list[dict], results: dict,
+def record_rows(dataset: str, name: str, params: dict, rows: list[dict], results: dict,
            attacks: list[str], classification: bool) -> None:
     """Score detector `name`'s rows of one data set (`combine_rows`, the calibrated
     threshold), add them to `results` and write the results file, the ROC figure and
@@ -557,7 +566,7 @@ def rescore_stored(dataset: str, detectors: dict[str, tuple[str, dict]], task) -
             continue
         print(f"  {name}: from the stored scans of {source}", flush=True)
         rows = [as_scanned(row) for row in stored["detectors"][source]["rows"]]
-        record(dataset, name, params, rows, results, stored["attacks"],
+        record_rows(dataset, name, params, rows, results, stored["attacks"],
                task.is_classification)
 
 if __name__ == "__main__":

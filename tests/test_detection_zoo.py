@@ -238,3 +238,21 @@ def test_nc_rows_are_scored_per_class_as_the_calibrated_detector_scores_them():
     # the raw score, and other classification detectors, are left as they are
     for name in ("nc:per_class=false", "featurere", None):
         assert dz.combine_rows([dict(r) for r in rows], name) == rows
+
+
+def test_an_ensembles_neural_cleanse_member_is_scored_per_class_first():
+    # member "nc" (classification scans with class indices) and "featurere"; class 2
+    # is anomalous on every calibration model, the last model's backdoor is class 0
+    indices = [[0.5, 0.4, 3.0], [0.7, 0.6, 3.4], [0.6, 0.5, 3.2], [2.5, 0.5, 3.1]]
+    rows = [{"name": f"m{i}", "role": "calib" if i < 3 else "other",
+             "members": {"nc": {"score": max(a), "class_indices": a,
+                                "named_target": a.index(max(a))},
+                         "featurere": {"score": 1.0 + 0.1 * (i % 2), "named_target": 1}}}
+            for i, a in enumerate(indices)]
+    scored = dz.combine_rows(rows, "nc+featurere")
+    nc = scored[3]["members"]["nc"]
+    assert nc["raw_score"] == 3.1 and nc["score"] == pytest.approx((2.5 - 0.6) / 1.0)
+    z_nc = [r["members"]["nc"]["score"] for r in scored[:3]]
+    mean, sd = sum(z_nc) / 3, (sum((z - sum(z_nc) / 3) ** 2 for z in z_nc) / 2) ** 0.5
+    assert scored[3]["evidence"]["standardised"]["nc"] == pytest.approx((nc["score"] - mean) / sd)
+    assert scored[3]["evidence"]["leading"] == "nc" and scored[3]["named_target"] == 0
