@@ -72,9 +72,9 @@ def class_standardisation(indices: Sequence[Sequence[float]], min_spread: float
     """Each class's [mean, spread] of the anomaly index over clean models (rows of
     `indices`, one per model): the sample standard deviation, at least `min_spread`
     (also the spread when one model gives none)."""
-    values = np.asarray([list(row) for row in indices], dtype=float)
-    if values.ndim != 2 or len(values) == 0 or values.shape[1] < 2 \
-            or not np.isfinite(values).all():
+    rows = [list(row) for row in indices]
+    values = np.asarray(rows if len({len(row) for row in rows}) == 1 else [], dtype=float)
+    if values.ndim != 2 or values.shape[1] < 2 or not np.isfinite(values).all():
         raise BadInput("nc per-class calibration needs the finite anomaly indices of at "
                        "least one clean model, the same classes for each")
     spread = values.std(0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
