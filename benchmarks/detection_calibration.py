@@ -28,13 +28,14 @@ from backdoorguard.defenses.detection.calibration import threshold_from
 from detection_zoo import RESULTS, combine_rows
 
 
-def draw_rows(rows: list[dict], calib: set[str]) -> list[dict]:
-    """The zoo's rows with `calib` as the calibration models (role "calib") and
-    the other known-clean models as scored clean ones; an ensemble's rows are
-    re-standardised on them."""
+def draw_rows(rows: list[dict], calib: set[str], name: str | None = None) -> list[dict]:
+    """The zoo's rows of detector `name` with `calib` as the calibration models
+    (role "calib") and the other known-clean models as scored clean ones; an
+    ensemble's rows (and Neural Cleanse's per-class statistics on a classifier)
+    are re-standardised on them."""
     out = [{**row, "role": "calib" if row["name"] in calib else
             ("clean" if row["role"] in ("calib", "clean") else row["role"])} for row in rows]
-    return combine_rows(out)
+    return combine_rows(out, name)
 
 
 def rates(rows: list[dict]) -> dict[str, float]:
@@ -82,7 +83,7 @@ def main() -> None:
             for k in args.k:
                 rng = np.random.default_rng(args.seed)
                 found = [rates(draw_rows(detectors[name]["rows"],
-                                         set(rng.choice(known_clean, k, replace=False))))
+                                         set(rng.choice(known_clean, k, replace=False)), name))
                          for _ in range(args.draws)]
                 accuracy = np.array([f["accuracy"] for f in found])
                 summary = {"accuracy_median": float(np.median(accuracy)),

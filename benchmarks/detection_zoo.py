@@ -17,7 +17,8 @@ each scan's result beside them, so a re-run reuses both.
 
     python benchmarks/detection_zoo.py [--datasets synthgaze:2500 rotation] [--clean 4]
         [--per-attack 2] [--calib 2] [--epochs N] [--detectors drmguard nc featurere]
-        [--ablations] [--fast] [--train-only | --trained-only | --cached-only] [--threads 1]
+        [--ablations] [--fast] [--train-only | --trained-only | --cached-only | --stored]
+        [--threads 1]
 
 A detector can be named with parameters beyond its defaults,
 `--detectors drmguard 'drmguard:displacement=1,margin=1'` (values read as JSON
@@ -28,12 +29,19 @@ each member's score standardised by the calibration models' scores, the maximum
 taken), scored from the members' own cached scans:
 `--detectors 'drmguard:displacement=1,margin=1,restarts=4+drmguard:trigger=mask'`.
 
+Neural Cleanse on a classification zoo (`nc`) is scored as the calibrated
+detector scores it: each class's anomaly index standardised by the calibration
+models' (`NeuralCleanse.fit_indices`), the largest taken; `nc:per_class=false`
+keeps the raw largest index. Both read the same cached scans.
+
 `--epochs` defaults to 8 for regression and to the data set's recipe for
 classification (digits 30, mnist5k 15).
 
 `--train-only` trains the zoo round-robin (calib0, clean0, badnets0, ..., calib1, ...)
 so a run stopped early leaves a balanced zoo; `--trained-only` then scans only the
-models trained so far, and the page states the zoo actually scanned.
+models trained so far, and the page states the zoo actually scanned. `--stored`
+re-scores the scans stored in the results file (for a change in how a scan is
+scored once calibrated, when the models are no longer cached), loading nothing.
 
 writes docs/results/detection_zoo.json, docs/results/detection_roc_<data>.png and
 the results section of docs/detection.md.
@@ -59,6 +67,7 @@ from backdoorguard.defenses.detection import build_detector
 from backdoorguard.defenses.detection.calibration import threshold_from
 from backdoorguard.defenses.detection.ensemble import (Ensemble, combine, parse_spec,
                                                        standardisation)
+from backdoorguard.defenses.detection.neural_cleanse import NeuralCleanse
 from backdoorguard.errors import BadInput
 from backdoorguard.pipeline import (ATTACK_STATE, build_attack, clean_subset, resolve, train_run,
                                    write_train_result)
@@ -225,8 +234,10 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     if method == "ensemble":
         return ensemble_scan(folder_key, params, net, clean, runtime, cached_only)
     detector = build_detector(clean.task, method, params)
-    # keyed by every parameter of the detector, so a change of its defaults is a new scan
-    path = CACHE / "scans" / f"{key_of(folder_key, method, detector.params(), runtime.seed)}.json"
+    # keyed by every parameter of the detector that changes the scan, so a change of
+    # its defaults is a new scan (how a scan is scored once calibrated is not one)
+    key = key_of(folder_key, method, scan_params(detector), runtime.seed)
+    path = CACHE / "scans" / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
     if cached_only:
@@ -244,6 +255,12 @@ def scanned(folder_key: str, detector_name: str, method: str, params: dict, net,
     path.write_text(json.dumps(record))
     print(f"    {detector_name}: score {found.score:.4g} ({found.cost.seconds:.0f} s)", flush=True)
     return record
+
+
+def scan_params(detector) -> dict:
+    """The detector's parameters that change its scan (the cache key)."""
+    return {k: v for k, v in detector.params().items()
+            if k not in getattr(detector, "calibration_keys", ())}
 
 
 def ensemble_scan(folder_key: str, params: dict, net, clean, runtime: Runtime,
@@ -266,22 +283,54 @@ def ensemble_scan(folder_key: str, params: dict, net, clean, runtime: Runtime,
     return record
 
 
-def combine_rows(rows: list[dict]) -> list[dict]:
-    """An ensemble's rows scored as `Ensemble` scores them once calibrated: each
-    member standardised by the calibration models' scores, the maximum taken.
-    Any other detector's rows are returned as they are."""
-    if "members" not in rows[0]:
+def combine_rows(rows: list[dict], name: str | None = None) -> list[dict]:
+    """The rows of detector `name` (a `--detectors` entry) scored as the detector
+    scores them once calibrated on the calibration rows: an ensemble's members
+    standardised by the calibration models' scores, the maximum taken; Neural
+    Cleanse on a classifier (`per_class`, the default) each class's anomaly index
+    standardised by the calibration models' (`NeuralCleanse.fit_indices`), the
+    largest taken and its class named. Any other detector's rows are returned as
+    they are. The uncalibrated score stays in `raw_score` (and the class named
+    then in `raw_target`)."""
+    if "members" in rows[0]:
+        ensemble = Ensemble(**detector_spec(name)[2]) if name else None
+        specs = list(rows[0]["members"])
+        for spec in specs:
+            member = ensemble.members[spec] if ensemble else None
+            if isinstance(member, NeuralCleanse):
+                per_class_rows([row["members"][spec] for row in rows],
+                          [row["role"] == "calib" for row in rows], member)
+        scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
+                                         if r["role"] == "calib"] for spec in specs})
+        for row in rows:
+            members = row["members"]
+            row["score"], leading, z = combine({s: members[s]["score"] for s in specs}, scales)
+            row["evidence"] = {"leading": leading, "standardised": z}
+            if "named_target" in members[leading]:
+                row["named_target"] = members[leading]["named_target"]
         return rows
-    specs = list(rows[0]["members"])
-    scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
-                                     if r["role"] == "calib"] for spec in specs})
-    for row in rows:
-        members = row["members"]
-        row["score"], leading, z = combine({s: members[s]["score"] for s in specs}, scales)
-        row["evidence"] = {"leading": leading, "standardised": z}
-        if "named_target" in members[leading]:
-            row["named_target"] = members[leading]["named_target"]
+    if name is not None:
+        _, method, params = detector_spec(name)
+        if method == "nc":
+            per_class_rows(rows, [row["role"] == "calib" for row in rows],
+                      NeuralCleanse(**params))
     return rows
+
+
+def per_class_rows(records: list[dict], calib: list[bool], detector: NeuralCleanse) -> None:
+    """Neural Cleanse's per-class calibration on stored scans (`class_indices`, a
+    classifier's; others and `per_class=False` are left as they are): learnt on the
+    records flagged `calib`, applied to all of them in place."""
+    if not detector.per_class or not all("class_indices" in r for r in records):
+        return
+    for record in records:
+        record.setdefault("raw_score", record["score"])
+        record.setdefault("raw_target", record.get("named_target"))
+    detector.fit_indices([r["class_indices"] for r, c in zip(records, calib) if c])
+    for record in records:
+        record["score"], record["named_target"], z = detector.standardised(
+            record["class_indices"])
+        record["standardised_indices"] = z
 
 
 def attack_success(metrics: dict) -> float:
@@ -360,6 +409,9 @@ def main() -> None:
                              "attacks so an interrupted run leaves a balanced zoo; scan nothing")
     parser.add_argument("--trained-only", action="store_true",
                         help="scan only the zoo's models already trained (cached); train nothing")
+    parser.add_argument("--stored", action="store_true",
+                        help="re-score the scans stored in the results file (a change in how "
+                             "scans are scored once calibrated); load and scan nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -400,6 +452,9 @@ def main() -> None:
         epochs = args.epochs if args.epochs is not None else default_epochs(dataset)
         attacks = attacks_for(task)
         models = zoo(dataset, args.calib, args.clean, args.per_attack, epochs)
+        if args.stored:
+            rescore_stored(dataset, detectors, task)
+            continue
         if args.train_only:
             for model in round_robin(models):
                 trained(model, runtime)
@@ -431,9 +486,7 @@ def main() -> None:
             results.update(task="classification",
                            zoo=results["zoo"].replace(" poisoning,", " poisoning (all-to-one, "
                                                       "target class varied),"))
-        slug = dataset.replace(":", "_")
-        roc = Path(f"docs/results/detection_roc_{slug}.png")
-        results["roc"] = f"results/{roc.name}"
+        results["roc"] = f"results/detection_roc_{dataset.replace(':', '_')}.png"
         for name, (method, params) in detectors.items():
             rows = []
             for model in models:
@@ -453,23 +506,68 @@ def main() -> None:
                 print(f"  {name}: " + ("no trained models cached" if not rows else
                                        "not all scans cached") + "; left out", flush=True)
                 continue
-            rows = combine_rows(rows)
-            threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
-            results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
-                                          "summary": summarise(rows, threshold, attacks,
-                                                               task.is_classification)}
-            print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
-            # written after every detector, so an interrupted run leaves what it measured
-            roc_figure(results, dataset, roc)
-            # re-read: another run may have written another data set meanwhile
-            all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-            if all_results.get(dataset, {}).get("zoo") == results["zoo"]:
-                results["detectors"] = {**all_results[dataset]["detectors"],
-                                        **results["detectors"]}
-            all_results[dataset] = results
-            RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
-            write_page(all_results)
+            record_rows(dataset, name, params, rows, results, attacks, task.is_classification)
 
+
+def record_rows(dataset: str, name: str, params: dict, rows: list[dict], results: dict,
+           attacks: list[str], classification: bool) -> None:
+    """Score detector `name`'s rows of one data set (`combine_rows`, the calibrated
+    threshold), add them to `results` and write the results file, the ROC figure and
+    the page (merged with what is stored for the same zoo)."""
+    rows = combine_rows(rows, name)
+    threshold, rule = threshold_from([r["score"] for r in rows if r["role"] == "calib"])
+    results["detectors"][name] = {"rows": rows, "rule": rule, "params": params,
+                                  "summary": summarise(rows, threshold, attacks, classification)}
+    print(f"  {name}: {results['detectors'][name]['summary']}", flush=True)
+    # written after every detector, so an interrupted run leaves what it measured
+    roc_figure(results, dataset, Path("docs") / results["roc"])
+    # re-read: another run may have written another data set meanwhile
+    all_results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if all_results.get(dataset, {}).get("zoo") == results["zoo"]:
+        results["detectors"] = {**all_results[dataset]["detectors"], **results["detectors"]}
+    all_results[dataset] = results
+    RESULTS.write_text(json.dumps(all_results, indent=1, sort_keys=True) + "\n")
+    write_page(all_results)
+
+
+def as_scanned(row: dict) -> dict:
+    """A stored row as its scan gave it, before `combine_rows` scored it."""
+    out = {k: v for k, v in row.items() if k not in ("raw_score", "raw_target",
+                                                   "standardised_indices")}
+    if "raw_score" in row:
+        out["score"] = row["raw_score"]
+        if row.get("raw_target") is not None:
+            out["named_target"] = row["raw_target"]
+    return out
+
+
+def rescore_stored(dataset: str, detectors: dict[str, tuple[str, dict]], task) -> None:
+    """`--stored`: each detector's rows re-scored from the scans stored in RESULTS
+    under it, or under another name of the same method and scan parameters (e.g.
+    `nc:per_class=false` from `nc`); nothing is loaded or scanned."""
+    stored = json.loads(RESULTS.read_text()).get(dataset) if RESULTS.exists() else None
+    if stored is None:
+        print(f"  no results stored for {dataset}; left out", flush=True)
+        return
+    results = {**stored, "detectors": {}}
+    for name, (method, params) in detectors.items():
+        if method == "ensemble":
+            print(f"  {name}: an ensemble is re-scored from its members' scans, not --stored; "
+                  f"left out", flush=True)
+            continue
+        wanted = scan_params(build_detector(task, method, params))
+        source = next((other for other in [name, *stored["detectors"]]
+                       if other in stored["detectors"] and "+" not in other
+                       and detector_spec(other)[1] == method
+                       and scan_params(build_detector(task, method, detector_spec(other)[2]))
+                       == wanted), None)
+        if source is None:
+            print(f"  {name}: no stored scans of these parameters; left out", flush=True)
+            continue
+        print(f"  {name}: from the stored scans of {source}", flush=True)
+        rows = [as_scanned(row) for row in stored["detectors"][source]["rows"]]
+        record_rows(dataset, name, params, rows, results, stored["attacks"],
+               task.is_classification)
 
 if __name__ == "__main__":
     main()

@@ -60,7 +60,7 @@ def main() -> None:
                                  f"{model['name']}; run detection_zoo.py --seed {seed} first")
                 rows.append({"name": model["name"], "role": model["role"],
                              "attack": model["attack"], "metrics": record["metrics"], **scan})
-            rows = combine_rows(rows)  # an ensemble: standardised by this seed's calibration
+            rows = combine_rows(rows, name)  # an ensemble: standardised by this seed's calibration
             for row in rows:
                 scores.setdefault(row["name"], []).append(row["score"])
             per_seed[seed] = summary(rows)

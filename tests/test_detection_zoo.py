@@ -212,16 +212,47 @@ def test_calibration_draws_re_role_the_known_clean_models_and_count_rates():
     assert dc.rates(drawn) == {"accuracy": pytest.approx(2 / 3), "fpr": 0.0, "tpr": 0.5}
 
 
-def test_nc_per_class_calibration_removes_a_class_that_stands_out_on_clean_models():
+def test_nc_rows_are_scored_per_class_as_the_calibrated_detector_scores_them():
     import nc_per_class
 
     # class 2 is naturally anomalous on every clean model; the backdoored model's
     # class 0 stands out only a little by the raw index
-    calibration = [{"class_indices": [0.5, 0.4, 3.0]}, {"class_indices": [0.7, 0.6, 3.4]},
-                   {"class_indices": [0.6, 0.5, 3.2]}]
-    clean = {"class_indices": [0.6, 0.5, 3.3]}
-    backdoored = {"class_indices": [2.0, 0.5, 3.1]}
-    raw = [max(r["class_indices"]) for r in (clean, backdoored)]
-    assert raw[0] > raw[1]  # NC's own score ranks the clean model higher
-    scores = nc_per_class.per_class_scores(calibration, [clean, backdoored])
-    assert scores[1] > scores[0] and scores[1] == pytest.approx((2.0 - 0.6) / 0.1)
+    indices = {"c0": [0.5, 0.4, 3.0], "c1": [0.7, 0.6, 3.4], "c2": [0.6, 0.5, 3.2],
+               "clean": [0.6, 0.5, 3.3], "bd": [2.0, 0.5, 3.1]}
+    rows = [{"name": n, "role": "calib" if n.startswith("c") and n != "clean" else "other",
+             "class_indices": a, "score": max(a), "named_target": a.index(max(a))}
+            for n, a in indices.items()]
+    assert rows[3]["score"] > rows[4]["score"]  # NC's own score ranks the clean model higher
+    scored = dz.combine_rows([dict(r) for r in rows], "nc")
+    # class 0's spread over the calibration models (0.1) is below the floor (1)
+    assert scored[4]["score"] == pytest.approx((2.0 - 0.6) / 1.0)
+    assert scored[4]["named_target"] == 0 and scored[4]["raw_target"] == 2
+    assert scored[4]["raw_score"] == 3.1 and scored[3]["score"] < scored[4]["score"]
+    # the benchmark of calibration draws calls the same code
+    assert nc_per_class.per_class_scores(rows[:3], rows[3:]) == pytest.approx(
+        [r["score"] for r in scored[3:]])
+    # scored again (another draw of calibration models): from the indices, not the score
+    again = dz.combine_rows([dict(r) for r in scored], "nc")
+    assert [r["score"] for r in again] == pytest.approx([r["score"] for r in scored])
+    assert [dz.as_scanned(r) for r in again] == rows
+    # the raw score, and other classification detectors, are left as they are
+    for name in ("nc:per_class=false", "featurere", None):
+        assert dz.combine_rows([dict(r) for r in rows], name) == rows
+
+
+def test_an_ensembles_neural_cleanse_member_is_scored_per_class_first():
+    # member "nc" (classification scans with class indices) and "featurere"; class 2
+    # is anomalous on every calibration model, the last model's backdoor is class 0
+    indices = [[0.5, 0.4, 3.0], [0.7, 0.6, 3.4], [0.6, 0.5, 3.2], [2.5, 0.5, 3.1]]
+    rows = [{"name": f"m{i}", "role": "calib" if i < 3 else "other",
+             "members": {"nc": {"score": max(a), "class_indices": a,
+                                "named_target": a.index(max(a))},
+                         "featurere": {"score": 1.0 + 0.1 * (i % 2), "named_target": 1}}}
+            for i, a in enumerate(indices)]
+    scored = dz.combine_rows(rows, "nc+featurere")
+    nc = scored[3]["members"]["nc"]
+    assert nc["raw_score"] == 3.1 and nc["score"] == pytest.approx((2.5 - 0.6) / 1.0)
+    z_nc = [r["members"]["nc"]["score"] for r in scored[:3]]
+    mean, sd = sum(z_nc) / 3, (sum((z - sum(z_nc) / 3) ** 2 for z in z_nc) / 2) ** 0.5
+    assert scored[3]["evidence"]["standardised"]["nc"] == pytest.approx((nc["score"] - mean) / sd)
+    assert scored[3]["evidence"]["leading"] == "nc" and scored[3]["named_target"] == 0

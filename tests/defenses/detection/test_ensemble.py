@@ -98,6 +98,10 @@ def test_calibrate_and_scan_an_ensemble_on_the_command_line(digits_pair, tmp_pat
     calibration = json.loads(thresholds.read_text())
     assert calibration["params"]["members"] == FAST_NC.split("+")
     assert set(calibration["params"]["standardise"]) == set(FAST_NC.split("+"))
+    # each Neural Cleanse member learnt its per-class statistics (10 digits classes)
+    fitted = calibration["params"]["fitted"]
+    assert set(fitted) == set(FAST_NC.split("+"))
+    assert all(len(f["class_standardise"]) == 10 for f in fitted.values())
     out = tmp_path / "report"
     code = main(["scan", str(digits_pair["backdoored"]), "--out", str(out), "--calibration",
                  str(thresholds), *common])

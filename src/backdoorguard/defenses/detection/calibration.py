@@ -14,8 +14,9 @@ So every known-clean model passes, and the margin keeps a re-scan of one of them
 clean models, `quantile=q` instead takes their q-quantile (it accepts a share
 1 − q of false alarms on clean models). The result records the rule, the clean
 scores and the detector's parameters, and is stored with each verdict. A
-detector with a `fit_clean(detections)` method (the ensemble) first learns from
-the clean models' scans how to scale its members, then returns their scores.
+detector with a `fit_clean(detections)` method first learns from the clean
+models' scans how to scale its score (the ensemble its members', Neural Cleanse
+on a classifier each class's), then returns their scores under it.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def calibrate(detector: Detector, clean_models: Mapping[str, nn.Module] | Sequen
         raise BadInput("calibration needs at least one clean model")
     detections = {name: detector.inspect(model, clean, runtime=runtime)
                   for name, model in clean_models.items()}
-    # a detector that scales its score by clean models (the ensemble) learns that here
+    # a detector that scales its score by clean models (ensemble, NC) learns that here
     fit_clean = getattr(detector, "fit_clean", None)
     scores = (fit_clean(detections) if fit_clean is not None
               else {name: d.score for name, d in detections.items()})

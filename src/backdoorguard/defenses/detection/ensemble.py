@@ -23,7 +23,10 @@ Members are named as on the command line, `method` or `method:key=value,...`;
 several are a list or one string joined by `+`:
 `drmguard:displacement=1,margin=1,restarts=4+drmguard:trigger=mask` (the default).
 The calibration file stores the per-member means and spreads with the members,
-so `scan --calibration` reproduces the verdict.
+so `scan --calibration` reproduces the verdict. A member that itself learns from
+clean models (Neural Cleanse's per-class calibration on a classifier) learns
+first, from its own scans of the same models, and its calibrated scores are then
+standardised; what it learnt is stored as `fitted` with the members.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
+from inspect import signature
 from typing import Any
 
 import numpy as np
@@ -119,13 +123,28 @@ class Ensemble(Detector):
     `members`: detector specs (a list, or one string joined by '+'; detectors
     already built may stand in a list, named by their `name`); `standardise`:
     each member's [mean, spread] on known-clean models, set by `calibrate` (None:
-    each member's own threshold stands in); `threshold`: on the ensemble score.
+    each member's own threshold stands in); `fitted`: what members with their own
+    `fit_clean` learnt from those models, by member (set by `calibrate`);
+    `threshold`: on the ensemble score.
     """
 
     def __init__(self, members: str | Sequence[str | Detector] = DEFAULT_MEMBERS,
                  standardise: Mapping[str, Sequence[float]] | None = None,
-                 threshold: float = 0.0):
+                 threshold: float = 0.0, fitted: Mapping[str, Mapping[str, Any]] | None = None):
         self.members = build_members(members)
+        if fitted is not None:
+            if not isinstance(fitted, Mapping) or not all(
+                    spec in self.learners and isinstance(values, Mapping)
+                    for spec, values in fitted.items()):
+                raise BadInput(f"ensemble fitted {fitted!r} must map members that learn from "
+                               f"clean models ({', '.join(self.learners) or 'none here'}) to "
+                               f"what they learnt")
+            for spec, values in fitted.items():
+                allowed = set(signature(self.members[spec].set_fit).parameters)
+                if not values or set(values) - allowed:
+                    raise BadInput(f"ensemble fitted[{spec!r}] {dict(values)!r}: allowed keys "
+                                   f"{', '.join(sorted(allowed))}")
+                self.members[spec].set_fit(**values)
         if standardise is not None:
             if not isinstance(standardise, Mapping) or set(standardise) != set(self.specs):
                 raise BadInput(f"ensemble standardise must map each member "
@@ -147,9 +166,17 @@ class Ensemble(Detector):
         """The members' specs, in order."""
         return list(self.members)
 
+    @property
+    def learners(self) -> list[str]:
+        """The members that learn from clean models themselves (`fit_clean`)."""
+        return [spec for spec, member in self.members.items() if hasattr(member, "fit_clean")]
+
     def params(self) -> dict[str, Any]:
+        fitted = {spec: self.members[spec].fitted() for spec in self.learners
+                  if self.members[spec].fitted()}
         return {"members": list(self.specs),
-                **({"standardise": self.standardise} if self.standardise else {})}
+                **({"standardise": self.standardise} if self.standardise else {}),
+                **({"fitted": fitted} if fitted else {})}
 
     def check_task(self, task: TaskSpec) -> None:
         for member in self.members.values():
@@ -188,8 +215,20 @@ class Ensemble(Detector):
         """Set `standardise` from scans of known-clean models and return their
         ensemble scores under it (what `calibrate` then sets the threshold from)."""
         members = {name: d.evidence["members"] for name, d in detections.items()}
-        self.standardise = standardisation(
-            {spec: [m[spec]["score"] for m in members.values()] for spec in self.specs})
-        return {name: combine({spec: m[spec]["score"] for spec in self.specs},
+        scores = {spec: {name: m[spec]["score"] for name, m in members.items()}
+                  for spec in self.specs}
+        for spec in self.learners:  # e.g. Neural Cleanse's per-class statistics
+            scores[spec] = self.members[spec].fit_clean(
+                {name: member_detection(m[spec]) for name, m in members.items()})
+        self.standardise = standardisation({spec: list(by_model.values())
+                                            for spec, by_model in scores.items()})
+        return {name: combine({spec: scores[spec][name] for spec in self.specs},
                               self.standardise)[0]
-                for name, m in members.items()}
+                for name in members}
+
+
+def member_detection(record: Mapping[str, Any]) -> Detection:
+    """A member's scan as `Ensemble.inspect` records it in its evidence."""
+    return Detection(record["method"], record["score"], record["threshold"],
+                     record["backdoored"], record["target"], record["evidence"],
+                     Cost(record["cost"]["seconds"], record["cost"]["passes"]))
