@@ -59,10 +59,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...core.training import History, StepLoss, predict
-from ...core.types import Batch
+from ...core.types import Batch, TaskSpec
 from ...errors import BadInput
 from ..base import Cost, Detection, register_defense
-from ...core.types import TaskSpec
 from .common import (MaskTrigger, PerTaskDetector, Reversal, check_positive, clean_statistics,
                      effective_size, most_anomalous, output_collapse, reverse, target_residual)
 
