@@ -83,7 +83,7 @@ from ...core.types import ArrayDataset
 from ...errors import BadInput
 from ..base import Trained, TrainingDefense, register_defense
 from .common import Phases, check_params
-from .trap import Trap, TrapAndCleanse
+from .trap import Trap, TrapAndCleanse, input_steps
 
 POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg")}
 
@@ -97,7 +97,7 @@ class E2ABL(TrainingDefense):
 
     def __init__(self, *, train: TrainConfig | dict[str, Any] | None = None, trap_stage: int = 0,
                  trap_width: int | None = None, trap_conv: bool = False,
-                 trap_pooling: str = "both", trap_steps: int = 3,
+                 trap_pooling: str = "both", trap_input_steps: bool = False, trap_steps: int = 3,
                  trap_lr: float = 1e-3, gamma: float | None = None,
                  poison_rate_guess: float = 0.1, start_share: float = 0.01,
                  warmup_epochs: int = 1, ramp_epochs: int | None = None, rank_pass: bool = False,
@@ -134,6 +134,7 @@ class E2ABL(TrainingDefense):
                             "0 ≤ drop ≤ 1 (1 turns the guard off)")})
         self.trap_stage, self.trap_width, self.trap_conv = int(trap_stage), trap_width, bool(trap_conv)
         self.trap_pooling, self.trap_steps, self.trap_lr = trap_pooling, int(trap_steps), float(trap_lr)
+        self.trap_input_steps = bool(trap_input_steps)
         self.gamma, self.poison_rate_guess = gamma, float(poison_rate_guess)
         self.start_share, self.warmup_epochs = float(start_share), int(warmup_epochs)
         self.ramp_epochs, self.relabel_confidence = ramp_epochs, float(relabel_confidence)
@@ -168,10 +169,17 @@ class E2ABL(TrainingDefense):
         if len(shape) not in (3, 4):
             raise BadInput(f"e2abl: stage {self.trap_stage} gives features of shape "
                            f"{tuple(shape[1:])}; the trap needs C×T or C×H×W maps")
+        stats = None
+        if self.trap_input_steps:
+            with torch.no_grad():
+                steps = torch.cat([input_steps(data.x[i:i + 512].float())
+                                   for i in range(0, len(data), 512)])
+            stats = (steps.mean(0), steps.std(0))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             trap = Trap(shape[1], len(shape) - 2, data.task.num_outputs,
-                        self.trap_width or shape[1], POOLINGS[self.trap_pooling], self.trap_conv)
+                        self.trap_width or shape[1], POOLINGS[self.trap_pooling], self.trap_conv,
+                        stats)
         return trap.to(device)
 
     def fit(self, model: nn.Module, poisoned: ArrayDataset, *,
