@@ -231,6 +231,7 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
     ("e2abl", {"poison_rate_guess": 0.6}, "poison_rate_guess 0.6"),
     ("e2abl", {"relabel_confidence": 0.0}, "relabel_confidence 0.0"),
     ("e2abl", {"trap_steps": 0}, "trap_steps 0"),
+    ("e2abl", {"trap_input_steps": "yes"}, "trap_input_steps='yes' must be true or false"),
     ("e2abl", {"high_loss_share": 0.5}, "high_loss_share 0.5 is out of range; allowed: 0 ≤ share < 0.5"),
     ("e2abl", {"class_guard": -0.1}, "class_guard -0.1 is out of range; allowed: 0 ≤ drop ≤ 1"),
 ])

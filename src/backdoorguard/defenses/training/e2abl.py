@@ -15,7 +15,14 @@ features learns it long before it learns the clean task. During the run:
   each **(ours: max pooling caught BadNets, average pooling Blended in our
   prototype, neither both; we train both)**. `trap_conv=True` puts a small conv
   block (conv 3, BN, ReLU) before the pooling; off by default: on digits it let
-  the trap learn the clean task and its ranking fell apart (docs/e2abl.md). h2
+  the trap learn the clean task and its ranking fell apart (docs/e2abl.md).
+  `trap_input_steps=True` adds one more linear head on the model's *input*: per
+  channel the largest and mean absolute step between neighbours along the last
+  axis and the steps' spread, standardised by the training set's **(ours: a
+  global additive trigger on a smooth series — blended noise, a sinusoid — is
+  nearly invisible to the pooled stage features, whose max/avg heads ranked
+  GunPoint's poison last, but it raises every poisoned series' steps; off by
+  default, docs/e2abl.md "Series with a global trigger")**. h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
   on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
