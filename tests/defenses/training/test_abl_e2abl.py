@@ -305,3 +305,14 @@ def test_the_input_steps_head_ranks_a_blended_series_poison_lowest(steps_head):
         assert is_poison[heads["steps"].argsort()[:20]].float().mean() >= 0.9
     else:   # what the pooled heads see of it: far from a ranking
         assert max(auroc(-loss, is_poison) for loss in heads.values()) < 0.9
+
+
+def test_the_input_steps_head_refuses_inputs_too_short_for_steps():
+    from backdoorguard.core.types import ArrayDataset
+
+    task = TaskSpec("classification", "series", (1, 2), 2)
+    data = ArrayDataset(torch.zeros(4, 1, 2), torch.zeros(4, dtype=torch.long), task)
+    model = create_model("resnet1d", task, width=4)
+    defense = E2ABL(trap_input_steps=True)
+    with pytest.raises(BadInput, match="trap_input_steps needs inputs at least 3 long"):
+        defense.build_trap(model, defense.attachment(model), data, torch.device("cpu"), seed=0)
