@@ -8,11 +8,18 @@ target on the poisons, and — with `--trace` — clean accuracy and ASR on the 
 split. Without `--trace` only the final model is evaluated (the run is then the
 same as `train --defense e2abl`). `--oracle` takes true poisons out of the main
 loss (a diagnosis of where the backdoor survives, never a defense); `--cost` times
-plain training on the same set after each run. One JSON line per run is appended
-to `--out`.
+plain training on the same set after each run. Every epoch also records the AUROC
+of each trap head's loss (and of the main head's) against the true poison, a low
+loss counting as suspect: over the whole set, over within-class ranks, and inside
+the target class. `--side NAME ...` trains diagnostic linear traps on features of
+the raw input beside the run (pooled input, pooled steps, log spectrum, the
+flattened input) and records theirs. Works on any classification data set with a
+recipe (`--dataset ucr:GunPoint`). One JSON line per run is appended to `--out`.
 
     python benchmarks/e2abl_probe.py --dataset digits --attack badnets --seeds 0 1 2 \
         [--param unlearn_share=0.05 ...] [--trace] [--oracle drop-missed] [--cost] [--threads 1]
+    python benchmarks/e2abl_probe.py --dataset ucr:GunPoint --attack blended powerline \
+        --side input-pool diff-pool spectrum flat
 """
 
 from __future__ import annotations
