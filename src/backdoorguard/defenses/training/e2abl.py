@@ -22,7 +22,8 @@ features learns it long before it learns the clean task. During the run:
   global additive trigger on a smooth series — blended noise, a sinusoid — is
   nearly invisible to the pooled stage features, whose max/avg heads ranked
   GunPoint's poison last, but it raises every poisoned series' steps; off by
-  default, docs/e2abl.md "Series with a global trigger")**. h2
+  default, docs/e2abl.md "Series with a global trigger")**; with
+  `trap_pooling="none"` it is the trap's only head. h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
   on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
@@ -92,7 +93,7 @@ from ..base import Trained, TrainingDefense, register_defense
 from .common import Phases, check_params
 from .trap import Trap, TrapAndCleanse, input_steps
 
-POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg")}
+POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg"), "none": ()}
 
 
 @register_defense("e2abl", "training",
@@ -118,8 +119,9 @@ class E2ABL(TrainingDefense):
             "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
             "trap_width": (trap_width is None or trap_width >= 1, trap_width,
                            "an integer ≥ 1 or none"),
-            "trap_pooling": (trap_pooling in POOLINGS, trap_pooling,
-                             "one of " + ", ".join(POOLINGS)),
+            "trap_pooling": (trap_pooling in POOLINGS and (trap_pooling != "none" or trap_input_steps),
+                             trap_pooling, "one of " + ", ".join(POOLINGS)
+                             + " (none only with trap_input_steps=true)"),
             "trap_steps": (trap_steps >= 1, trap_steps, "an integer ≥ 1"),
             "trap_lr": (trap_lr > 0, trap_lr, "> 0"),
             "gamma": (gamma is None or gamma >= 0, gamma, "≥ 0 or none"),
