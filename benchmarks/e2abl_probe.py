@@ -8,11 +8,18 @@ target on the poisons, and — with `--trace` — clean accuracy and ASR on the 
 split. Without `--trace` only the final model is evaluated (the run is then the
 same as `train --defense e2abl`). `--oracle` takes true poisons out of the main
 loss (a diagnosis of where the backdoor survives, never a defense); `--cost` times
-plain training on the same set after each run. One JSON line per run is appended
-to `--out`.
+plain training on the same set after each run. Every epoch also records the AUROC
+of each trap head's loss (and of the main head's) against the true poison, a low
+loss counting as suspect: over the whole set, over within-class ranks, and inside
+the target class. `--side NAME ...` trains diagnostic linear traps on features of
+the raw input beside the run (pooled input, pooled steps, log spectrum, the
+flattened input) and records theirs. Works on any classification data set with a
+recipe (`--dataset ucr:GunPoint`). One JSON line per run is appended to `--out`.
 
     python benchmarks/e2abl_probe.py --dataset digits --attack badnets --seeds 0 1 2 \
         [--param unlearn_share=0.05 ...] [--trace] [--oracle drop-missed] [--cost] [--threads 1]
+    python benchmarks/e2abl_probe.py --dataset ucr:GunPoint --attack blended powerline \
+        --side input-pool diff-pool spectrum flat
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import backdoorguard.defenses.training.e2abl as e2abl_module
 from backdoorguard.cli.common import key_values
 from backdoorguard.config import AttackConfig, TrainRun
-from backdoorguard.core.metrics import evaluate, isolation, predict
+from backdoorguard.core.metrics import auroc, evaluate, isolation, predict
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.types import Batch
 from backdoorguard.core.training import Hook, TrainState, fit
@@ -42,9 +51,9 @@ class Probe(Hook):
     """Reads the E2ABL run's state after each epoch (runs after its own hook)."""
 
     def __init__(self, run, poison: torch.Tensor, test, attack, trace: bool,
-                 oracle: str | None = None) -> None:
+                 oracle: str | None = None, side: SideTraps | None = None) -> None:
         self.run, self.poison, self.test, self.attack, self.trace = run, poison, test, attack, trace
-        self.oracle = oracle
+        self.oracle, self.side = oracle, side
         self.epochs: list[dict] = []
         self.main_loss = torch.zeros(len(run.given))
         self.classes = int(run.given.max()) + 1
@@ -90,10 +99,27 @@ class Probe(Hook):
         if len(missed_rank):
             record["missed_loss_rank_median"] = round(float(missed_rank.median()), 3)
             record["missed_in_top5pct_loss"] = int((missed_rank >= 0.95).sum())
+        given = run.given.cpu()
+        target = given == TARGET
         record["relabelled"] = int((run.labels != run.given).sum())
+        # the ranking's instruments: AUROC of a low loss vs the true poison, per trap
+        # head over the whole set and within the given class, and of the main loss
+        trap_loss = run.trap_loss.cpu()
+        if torch.isfinite(trap_loss).all():
+            for h, pooling in enumerate(run.trap.pooling):
+                record[f"auroc_{pooling}"] = low_auroc(trap_loss[:, h], is_poison)
+                record[f"auroc_{pooling}_in_class"] = low_auroc(
+                    within_class_ranks(trap_loss[:, h], given), is_poison)
+                record[f"auroc_{pooling}_target"] = low_auroc(trap_loss[target, h], is_poison[target])
+            if run.score is not None:
+                record["auroc_score"] = low_auroc(run.score, is_poison)
+        record["auroc_main"] = low_auroc(self.main_loss, is_poison)
+        if self.side is not None:
+            for name, loss in self.side.loss.items():
+                record[f"auroc_side_{name}"] = low_auroc(loss, is_poison)
+                record[f"auroc_side_{name}_target"] = low_auroc(loss[target], is_poison[target])
         # which classes the clean samples among the suspects and the unlearnt carry
         # (their given label is their true one)
-        given = run.given.cpu()
         clean_suspects = torch.tensor([i for i in sorted(suspects) if i not in truth],
                                       dtype=torch.long)
         clean_unlearnt = torch.nonzero(run.confirmed.cpu() & ~is_poison).flatten()
@@ -112,6 +138,71 @@ class Probe(Hook):
             record.update(clean_acc=round(metrics.clean_acc, 4), asr=round(metrics.asr, 4))
         self.epochs.append(record)
         print(json.dumps(record), flush=True)
+
+
+def within_class_ranks(loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's percentile rank of `loss` among the samples of its given class."""
+    ranks = torch.empty_like(loss)
+    for c in labels.unique():
+        members = torch.nonzero(labels == c).flatten()
+        order = loss[members].argsort(stable=True)
+        ranks[members[order]] = torch.arange(len(members), dtype=loss.dtype) / max(len(members), 1)
+    return ranks
+
+
+def low_auroc(loss: torch.Tensor, is_poison: torch.Tensor) -> float:
+    """AUROC of a low `loss` against the true poison (1: every poison lowest)."""
+    if not torch.isfinite(loss).all():
+        return float("nan")
+    return round(auroc((-loss).numpy(), is_poison.numpy()), 3)
+
+
+SIDE_FEATURES = {
+    # what a trap on the raw input could read (diagnostic; not part of E2ABL)
+    "input-pool": lambda x: torch.cat([x.amax(-1), x.mean(-1)], 1),
+    "diff-pool": lambda x: torch.cat([x.diff(dim=-1).abs().amax(-1), x.diff(dim=-1).abs().mean(-1),
+                                      x.diff(dim=-1).std(-1)], 1),
+    "spectrum": lambda x: torch.log1p(torch.fft.rfft(x - x.mean(-1, keepdim=True)).abs()).flatten(1),
+    "flat": lambda x: x.flatten(1),
+}
+
+
+class SideTraps(Hook):
+    """Linear traps on features of the raw input (`SIDE_FEATURES`), trained like
+    E2ABL's trap (logit-adjusted cross-entropy, Adam 1e-3, `steps` per batch) on the
+    given labels; records each sample's balanced loss per epoch. A diagnostic of
+    where the poison is visible to a weak head, never a defense."""
+
+    def __init__(self, data, names: list[str], steps: int, seed: int) -> None:
+        self.names, self.steps = names, steps
+        classes = int(data.y.max()) + 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            probe = data.x[:2]
+            self.heads = nn.ModuleDict({n: nn.Sequential(
+                nn.BatchNorm1d(SIDE_FEATURES[n](probe).shape[1], affine=False),
+                nn.Linear(SIDE_FEATURES[n](probe).shape[1], classes)) for n in names})
+        self.optimizer = torch.optim.Adam(self.heads.parameters(), lr=1e-3)
+        prior = torch.bincount(data.y, minlength=classes).float().clamp(min=1) / len(data.y)
+        self.log_prior = prior.log()
+        self.given = data.y.clone()
+        self.loss = {n: torch.full((len(data.y),), float("inf")) for n in names}
+
+    def after_step(self, state: TrainState, batch: Batch, step) -> None:
+        index = batch.index.cpu()
+        y = self.given[index]
+        x = batch.x.detach().cpu()
+        for name, head in self.heads.items():
+            features = SIDE_FEATURES[name](x)
+            head.train()
+            for inner in range(self.steps):
+                logits = head(features)
+                loss = F.cross_entropy(logits + self.log_prior, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                if inner == 0:
+                    self.loss[name][index] = F.cross_entropy(logits.detach(), y, reduction="none")
 
 
 def class_counts(labels: torch.Tensor, classes: int) -> list[int]:
@@ -145,16 +236,18 @@ def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> fl
 
 
 def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bool,
-              threads: int, oracle: str | None = None) -> dict:
+              threads: int, oracle: str | None = None, side: list[str] | None = None) -> dict:
     resolved, runtime, attack, model, poisoned = setup(dataset, attack_name, seed, threads)
     poison = torch.as_tensor(poisoned.poison_index, dtype=torch.long)
     probes: list[Probe] = []
     plain_fit = e2abl_module.fit
 
     def fit_with_probe(model, data, config, *, objective, hooks, **kwargs):
-        probes.append(Probe(objective, poison, resolved.data.test, attack, trace, oracle))
-        return plain_fit(model, data, config, objective=objective, hooks=[*hooks, probes[-1]],
-                         **kwargs)
+        traps = SideTraps(data, side, objective.d.trap_steps, seed) if side else None
+        probes.append(Probe(objective, poison, resolved.data.test, attack, trace, oracle, traps))
+        extra = [traps] if traps else []
+        return plain_fit(model, data, config, objective=objective,
+                         hooks=[*hooks, *extra, probes[-1]], **kwargs)
 
     e2abl_module.fit = fit_with_probe
     try:
@@ -185,6 +278,9 @@ def main() -> None:
                         help="diagnostic: take true poisons out of the main loss")
     parser.add_argument("--cost", action="store_true",
                         help="also time plain training right after each run (same set and seed)")
+    parser.add_argument("--side", nargs="*", default=[], choices=sorted(SIDE_FEATURES),
+                        help="diagnostic: linear traps on these features of the raw input, "
+                             "their loss AUROC vs the poison per epoch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/e2abl_probe.jsonl"))
     args = parser.parse_args()
@@ -192,7 +288,8 @@ def main() -> None:
     params = key_values(args.param, "--param") or {}
     for attack in args.attack:
         for seed in args.seeds:
-            row = probe_run(args.dataset, attack, seed, params, args.trace, args.threads, args.oracle)
+            row = probe_run(args.dataset, attack, seed, params, args.trace, args.threads, args.oracle,
+                            args.side)
             if args.cost:
                 row["plain_train_seconds"] = round(plain_seconds(args.dataset, attack, seed,
                                                                  args.threads), 2)

@@ -231,6 +231,8 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
     ("e2abl", {"poison_rate_guess": 0.6}, "poison_rate_guess 0.6"),
     ("e2abl", {"relabel_confidence": 0.0}, "relabel_confidence 0.0"),
     ("e2abl", {"trap_steps": 0}, "trap_steps 0"),
+    ("e2abl", {"trap_input_steps": "yes"}, "trap_input_steps='yes' must be true or false"),
+    ("e2abl", {"trap_pooling": "none"}, r"\(none only with trap_input_steps=true\)"),
     ("e2abl", {"high_loss_share": 0.5}, "high_loss_share 0.5 is out of range; allowed: 0 ≤ share < 0.5"),
     ("e2abl", {"class_guard": -0.1}, "class_guard -0.1 is out of range; allowed: 0 ≤ drop ≤ 1"),
 ])
@@ -246,3 +248,73 @@ def test_regression_is_refused(runtime):
     data = ArrayDataset(torch.zeros(4, 1, 8, 8), torch.zeros(4, 1), task)
     with pytest.raises(BadInput):
         ABL().fit(create_model("cnn-small", task, width=4), data, runtime=runtime)
+
+
+def _blended_series(seed=0):
+    """200 smooth 1×64 series of two classes (a slow wave, its phase set by the
+    class) with 20 class-1 series blended with one fixed noise pattern (α 0.15)
+    and labelled 0: a global additive trigger, no local patch."""
+    from backdoorguard.core.types import ArrayDataset
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(200) % 2
+    t = torch.linspace(0, 1, 64)
+    phase = y.float()[:, None] * 1.5 + 0.3 * torch.randn(200, 1, generator=g)
+    x = torch.sin(2 * torch.pi * 2 * t + phase) + 0.1 * torch.randn(200, 1, generator=g)
+    x = x[:, None, :]
+    pattern = 2 * torch.rand(1, 64, generator=g) - 1
+    poison = torch.nonzero(y == 1).flatten()[:20]
+    x[poison] = 0.85 * x[poison] + 0.15 * pattern
+    y = y.clone()
+    y[poison] = 0
+    task = TaskSpec("classification", "series", (1, 64), 2)
+    return ArrayDataset(x, y, task), poison
+
+
+@pytest.mark.parametrize("steps_head, pooling", [(True, "both"), (True, "none"), (False, "both")])
+def test_the_input_steps_head_ranks_a_blended_series_poison_lowest(steps_head, pooling):
+    # The shallow trap's pooled features barely see a global additive pattern on
+    # series (GunPoint Blended: max head AUROC 0.01-0.5, docs/e2abl.md); the steps
+    # of the raw input do. Five epochs of the trap alone on resnet1d's first block.
+    from backdoorguard.core.metrics import auroc
+    from backdoorguard.core.types import Batch
+    from backdoorguard.defenses.training.trap import TrapAndCleanse
+
+    data, poison = _blended_series()
+    model = _model(data.task, "resnet1d", width=8)
+    defense = E2ABL(train=SHORT, trap_input_steps=steps_head, trap_pooling=pooling)
+    stage = defense.attachment(model)
+    trap = defense.build_trap(model, stage, data, torch.device("cpu"), seed=0)
+    run = TrapAndCleanse(defense, trap, data, 5, torch.device("cpu"))
+    handle = stage.register_forward_hook(run.capture)
+    is_poison = torch.zeros(len(data), dtype=torch.bool)
+    is_poison[poison] = True
+    try:
+        g = torch.Generator().manual_seed(0)
+        for _ in range(5):
+            for index in torch.randperm(len(data), generator=g).split(16):
+                with torch.no_grad():
+                    model(data.x[index])
+                run.after_step(None, Batch(data.x[index], data.y[index], index), None)
+    finally:
+        handle.remove()
+    heads = dict(zip(trap.pooling, run.trap_loss.T))
+    assert set(heads) == ({"max", "avg"} if pooling == "both" else set()) | (
+        {"steps"} if steps_head else set())
+    if steps_head:
+        assert auroc(-heads["steps"], is_poison) > 0.95
+        # the lowest 10 % of its losses are poison
+        assert is_poison[heads["steps"].argsort()[:20]].float().mean() >= 0.9
+    else:   # what the pooled heads see of it: far from a ranking
+        assert max(auroc(-loss, is_poison) for loss in heads.values()) < 0.9
+
+
+def test_the_input_steps_head_refuses_inputs_too_short_for_steps():
+    from backdoorguard.core.types import ArrayDataset
+
+    task = TaskSpec("classification", "series", (1, 2), 2)
+    data = ArrayDataset(torch.zeros(4, 1, 2), torch.zeros(4, dtype=torch.long), task)
+    model = create_model("resnet1d", task, width=4)
+    defense = E2ABL(trap_input_steps=True)
+    with pytest.raises(BadInput, match="trap_input_steps needs inputs at least 3 long"):
+        defense.build_trap(model, defense.attachment(model), data, torch.device("cpu"), seed=0)

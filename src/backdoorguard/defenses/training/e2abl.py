@@ -15,7 +15,15 @@ features learns it long before it learns the clean task. During the run:
   each **(ours: max pooling caught BadNets, average pooling Blended in our
   prototype, neither both; we train both)**. `trap_conv=True` puts a small conv
   block (conv 3, BN, ReLU) before the pooling; off by default: on digits it let
-  the trap learn the clean task and its ranking fell apart (docs/e2abl.md). h2
+  the trap learn the clean task and its ranking fell apart (docs/e2abl.md).
+  `trap_input_steps=True` adds one more linear head on the model's *input*: per
+  channel the largest and mean absolute step between neighbours along the last
+  axis and the steps' spread, standardised by the training set's **(ours: a
+  global additive trigger on a smooth series — blended noise, a sinusoid — is
+  nearly invisible to the pooled stage features, whose max/avg heads ranked
+  GunPoint's poison last, but it raises every poisoned series' steps; off by
+  default, docs/e2abl.md "Series with a global trigger")**; with
+  `trap_pooling="none"` it is the trap's only head. h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
   on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
@@ -83,9 +91,9 @@ from ...core.types import ArrayDataset
 from ...errors import BadInput
 from ..base import Trained, TrainingDefense, register_defense
 from .common import Phases, check_params
-from .trap import Trap, TrapAndCleanse
+from .trap import Trap, TrapAndCleanse, input_steps
 
-POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg")}
+POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg"), "none": ()}
 
 
 @register_defense("e2abl", "training",
@@ -97,7 +105,7 @@ class E2ABL(TrainingDefense):
 
     def __init__(self, *, train: TrainConfig | dict[str, Any] | None = None, trap_stage: int = 0,
                  trap_width: int | None = None, trap_conv: bool = False,
-                 trap_pooling: str = "both", trap_steps: int = 3,
+                 trap_pooling: str = "both", trap_input_steps: bool = False, trap_steps: int = 3,
                  trap_lr: float = 1e-3, gamma: float | None = None,
                  poison_rate_guess: float = 0.1, start_share: float = 0.01,
                  warmup_epochs: int = 1, ramp_epochs: int | None = None, rank_pass: bool = False,
@@ -111,8 +119,9 @@ class E2ABL(TrainingDefense):
             "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
             "trap_width": (trap_width is None or trap_width >= 1, trap_width,
                            "an integer ≥ 1 or none"),
-            "trap_pooling": (trap_pooling in POOLINGS, trap_pooling,
-                             "one of " + ", ".join(POOLINGS)),
+            "trap_pooling": (trap_pooling in POOLINGS and (trap_pooling != "none" or trap_input_steps),
+                             trap_pooling, "one of " + ", ".join(POOLINGS)
+                             + " (none only with trap_input_steps=true)"),
             "trap_steps": (trap_steps >= 1, trap_steps, "an integer ≥ 1"),
             "trap_lr": (trap_lr > 0, trap_lr, "> 0"),
             "gamma": (gamma is None or gamma >= 0, gamma, "≥ 0 or none"),
@@ -134,6 +143,7 @@ class E2ABL(TrainingDefense):
                             "0 ≤ drop ≤ 1 (1 turns the guard off)")})
         self.trap_stage, self.trap_width, self.trap_conv = int(trap_stage), trap_width, bool(trap_conv)
         self.trap_pooling, self.trap_steps, self.trap_lr = trap_pooling, int(trap_steps), float(trap_lr)
+        self.trap_input_steps = bool(trap_input_steps)
         self.gamma, self.poison_rate_guess = gamma, float(poison_rate_guess)
         self.start_share, self.warmup_epochs = float(start_share), int(warmup_epochs)
         self.ramp_epochs, self.relabel_confidence = ramp_epochs, float(relabel_confidence)
@@ -168,10 +178,20 @@ class E2ABL(TrainingDefense):
         if len(shape) not in (3, 4):
             raise BadInput(f"e2abl: stage {self.trap_stage} gives features of shape "
                            f"{tuple(shape[1:])}; the trap needs C×T or C×H×W maps")
+        stats = None
+        if self.trap_input_steps and data.x.shape[-1] < 3:
+            raise BadInput(f"e2abl: trap_input_steps needs inputs at least 3 long on their last "
+                           f"axis, not {data.x.shape[-1]}")
+        if self.trap_input_steps:
+            with torch.no_grad():
+                steps = torch.cat([input_steps(data.x[i:i + 512].float())
+                                   for i in range(0, len(data), 512)])
+            stats = (steps.mean(0), steps.std(0))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             trap = Trap(shape[1], len(shape) - 2, data.task.num_outputs,
-                        self.trap_width or shape[1], POOLINGS[self.trap_pooling], self.trap_conv)
+                        self.trap_width or shape[1], POOLINGS[self.trap_pooling], self.trap_conv,
+                        stats)
         return trap.to(device)
 
     def fit(self, model: nn.Module, poisoned: ArrayDataset, *,

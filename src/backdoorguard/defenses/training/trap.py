@@ -19,11 +19,23 @@ if TYPE_CHECKING:
     from .e2abl import E2ABL
 
 
+def input_steps(x: torch.Tensor) -> torch.Tensor:
+    """Per input channel, the largest and the mean absolute step between neighbours
+    along the last axis (time; image columns) and the steps' standard deviation,
+    over every position: [B, 3·C]. A global additive pattern (blended noise, a
+    sinusoid) raises them on every poisoned input wherever it sits."""
+    steps = x.diff(dim=-1).flatten(2)
+    return torch.cat([steps.abs().amax(2), steps.abs().mean(2), steps.std(2)], 1)
+
+
 class Trap(nn.Module):
-    """h2: conv block on one stage's features, then one linear head per pooling."""
+    """h2: conv block on one stage's features, then one linear head per pooling;
+    with `input_stats` (the training inputs' `input_steps` mean and std) one more
+    linear head on the standardised `input_steps` of the model's input."""
 
     def __init__(self, channels: int, dims: int, classes: int, width: int,
-                 pooling: tuple[str, ...], conv_block: bool = True) -> None:
+                 pooling: tuple[str, ...], conv_block: bool = True,
+                 input_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
         if conv_block:
@@ -33,12 +45,22 @@ class Trap(nn.Module):
             self.block, width = nn.Identity(), channels
         self.pooling = pooling
         self.heads = nn.ModuleList(nn.Linear(width, classes) for _ in pooling)
+        self.steps_head: nn.Linear | None = None
+        if input_stats is not None:
+            mean, std = input_stats
+            self.register_buffer("steps_mean", mean.clone())
+            self.register_buffer("steps_std", std.clamp(min=1e-6).clone())
+            self.steps_head = nn.Linear(len(mean), classes)
+            self.pooling = (*pooling, "steps")
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits [B, heads, classes]."""
+    def forward(self, features: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, heads, classes] (`x`, the model's input, feeds the steps head)."""
         h = self.block(features).flatten(2)
         pooled = {"max": h.amax(2), "avg": h.mean(2)}
-        return torch.stack([head(pooled[p]) for head, p in zip(self.heads, self.pooling)], 1)
+        logits = [head(pooled[p]) for head, p in zip(self.heads, self.pooling)]
+        if self.steps_head is not None:
+            logits.append(self.steps_head((input_steps(x) - self.steps_mean) / self.steps_std))
+        return torch.stack(logits, 1)
 
 
 def percentile_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -117,7 +139,7 @@ class TrapAndCleanse(Hook):
         index = batch.index.to(features.device)
         y = self.given[index]
         for inner in range(self.d.trap_steps):
-            logits = self.trap(features)                           # [B, heads, K]
+            logits = self.trap(features, batch.x)                           # [B, heads, K]
             flat, targets = logits.flatten(0, 1), y.repeat_interleave(logits.shape[1])
             adjusted = F.cross_entropy(flat + self.log_prior, targets, reduction="none")
             loss = flooded(adjusted, self.gamma)
@@ -170,7 +192,7 @@ class TrapAndCleanse(Hook):
         for start in range(0, len(data), 512):
             index = torch.arange(start, min(start + 512, len(data)), device=data.x.device)
             state.model(data.x[index])
-            logits = self.trap(self.features)
+            logits = self.trap(self.features, data.x[index])
             targets = self.given[index].repeat_interleave(logits.shape[1])
             self.trap_loss[index] = F.cross_entropy(logits.flatten(0, 1), targets,
                                                     reduction="none").view(len(index), -1)
