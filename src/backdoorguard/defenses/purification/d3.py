@@ -112,10 +112,13 @@ class D3(FineTuningPurifier):
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
                  warm_start: str | None = None, lam: float = 5.0, epsilon: float | None = None,
                  p: float = 2.0, train: TrainConfig | dict[str, Any] | None = None,
-                 min_steps: int = 100, batchnorm: str = "frozen",
+                 min_steps: int = 100, settle_steps: int = 0, batchnorm: str = "frozen",
                  augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
+        if settle_steps < 0:
+            raise BadInput(f"d3 settle_steps {settle_steps} must be ≥ 0")
+        self.settle_steps = int(settle_steps)
         if warm_start is not None:
             one_of("d3 warm start", warm_start, WARM_STARTS)
         if not lam > 0 or not p > 0 or (epsilon is not None and not epsilon > 0):
@@ -190,10 +193,19 @@ class D3(FineTuningPurifier):
         history = self.finetune(model, clean, runtime,
                                 objective=self.objective(weights, origin, clean, epsilon, unit),
                                 hooks=[ProjectNorm(weights, norms, self.p)])
+        histories = [history]
+        if self.settle_steps:
+            # the distance term holds the clean samples at the hinge's edge (loss ≈ ε);
+            # a few steps of the plain task loss, norms still projected, widen their margins
+            histories.append(self.finetune(
+                model, clean, runtime, config=self.config(clean, epochs=0,
+                                                          min_steps=self.settle_steps),
+                hooks=[ProjectNorm(weights, norms, self.p)], description="purify (d3 settle)"))
         with torch.no_grad():
             moved = {name: float((w - origin[name]).norm(self.p) / norms[name].clamp_min(1e-12))
                      for name, w in weights.items()}
         changes = {"layers": list(layers), "weights": sorted(weights), "warm_start": warm_start,
                    "epsilon": epsilon, "loss_unit": unit, "lam": self.lam, "p": self.p,
-                   "relative_distance": moved, "epochs": len(history.epochs)}
-        return self.result(model, changes, start, [history], clean.task)
+                   "relative_distance": moved, "epochs": len(history.epochs),
+                   "settle_steps": sum(h.steps for h in histories[1:])}
+        return self.result(model, changes, start, histories, clean.task)
