@@ -121,6 +121,7 @@ def test_d3_projection_keeps_each_norm_and_moves_far(backdoored, clean, runtime)
     original = selected_weights(backdoored.model, layers)
     moved = selected_weights(purified.model, layers)
     assert set(moved) == set(purified.changes["weights"]) and "head.weight" in moved
+    assert purified.changes["warm_start"] == "far"  # preact-resnet18's classification default
     for name, weight in moved.items():
         assert torch.allclose(weight.norm(), original[name].norm(), rtol=1e-5)
         assert (weight - original[name]).norm() > 0.5 * original[name].norm()
@@ -146,6 +147,17 @@ def test_d3_settle_steps_lower_the_clean_loss_and_keep_the_projection(backdoored
         assert (weight - original[name]).norm() > 0.5 * original[name].norm()
     with pytest.raises(BadInput, match="settle_steps"):
         create_defense("d3", "purification", settle_steps=-1)
+
+
+def test_d3_classification_warm_start_follows_the_model_family(digits):
+    d3 = create_defense("d3", "purification")
+    preact = create_model("preact-resnet18", digits.task, width=4)
+    small = create_model("cnn-small", digits.task, width=4, features=8)
+    assert d3.start_for(digits.task, preact) == "far"
+    assert d3.start_for(digits.task, small) == "random"
+    assert d3.start_for(digits.task) == "random"
+    given = create_defense("d3", "purification", warm_start="near")
+    assert given.start_for(digits.task, preact) == "near"
 
 
 def test_d3_bad_layer_name_is_bad_input(backdoored, clean, runtime):
