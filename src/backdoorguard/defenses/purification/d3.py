@@ -89,7 +89,8 @@ DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
 # on average than `random` (input-aware 0.959 → 0.969, wanet 0.960 → 0.969, badnets
 # 0.960 → 0.965; blended 0.967 → 0.963), ASR ≤ 0.03 on all five; `middle` left
 # input-aware's backdoor (ASR 0.48). On resnet1d `far` lost BasicMotions × BadNets
-# (ASR 0.000 → 0.267), so series keep `random` (docs/purification-methods.md, D3)
+# (ASR 0.000 → 0.267), so series keep `random`. Held out (seed-1 models): WaNet far
+# 0.964 (random 0.946); Input-aware both leave the backdoor (docs/purification-methods.md)
 CLASSIFICATION_WARM_STARTS: dict[str, str] = {"preact-resnet18": "far"}
 
 
