@@ -121,9 +121,43 @@ def test_d3_projection_keeps_each_norm_and_moves_far(backdoored, clean, runtime)
     original = selected_weights(backdoored.model, layers)
     moved = selected_weights(purified.model, layers)
     assert set(moved) == set(purified.changes["weights"]) and "head.weight" in moved
+    assert purified.changes["warm_start"] == "far"  # preact-resnet18's classification default
     for name, weight in moved.items():
         assert torch.allclose(weight.norm(), original[name].norm(), rtol=1e-5)
         assert (weight - original[name]).norm() > 0.5 * original[name].norm()
+
+
+def test_d3_settle_steps_lower_the_clean_loss_and_keep_the_projection(backdoored, clean,
+                                                                        runtime):
+    from backdoorguard.core.training import sample_losses
+
+    def run(settle):
+        d3 = create_defense("d3", "purification", min_steps=20, settle_steps=settle)
+        return d3, d3.purify(backdoored.model, clean, runtime=runtime)
+
+    _, plain = run(0)
+    d3, settled = run(20)
+    assert plain.changes["settle_steps"] == 0 and settled.changes["settle_steps"] >= 20
+    # the distance phase is the same run: the settle phase alone makes the difference
+    assert sample_losses(settled.model, clean).mean() < 0.5 * sample_losses(plain.model,
+                                                                             clean).mean()
+    original = selected_weights(backdoored.model, d3.layers_for(backdoored.model))
+    for name, weight in selected_weights(settled.model, list(original)).items():
+        assert torch.allclose(weight.norm(), original[name].norm(), rtol=1e-5)
+        assert (weight - original[name]).norm() > 0.5 * original[name].norm()
+    with pytest.raises(BadInput, match="settle_steps"):
+        create_defense("d3", "purification", settle_steps=-1)
+
+
+def test_d3_classification_warm_start_follows_the_model_family(digits):
+    d3 = create_defense("d3", "purification")
+    preact = create_model("preact-resnet18", digits.task, width=4)
+    small = create_model("cnn-small", digits.task, width=4, features=8)
+    assert d3.start_for(digits.task, preact) == "far"
+    assert d3.start_for(digits.task, small) == "random"
+    assert d3.start_for(digits.task) == "random"
+    given = create_defense("d3", "purification", warm_start="near")
+    assert given.start_for(digits.task, preact) == "near"
 
 
 def test_d3_bad_layer_name_is_bad_input(backdoored, clean, runtime):

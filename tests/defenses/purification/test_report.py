@@ -21,3 +21,14 @@ def test_a_cell_whose_attack_did_not_take_is_shown_but_not_judged():
                "cells": {"s|badnets|d3": cell(1.0, 0.5), "s|wanet|d3": untaken}}
     row = summary_rows(results)[2]
     assert row.startswith("| d3 | 1 | 0 | 0% |")
+
+
+def test_a_drop_of_exactly_three_points_meets_the_bar():
+    def classification(before_acc, after_acc, after_asr=0.05):
+        return {"before": {"kind": "classification", "clean_acc": before_acc, "asr": 1.0},
+                "after": {"kind": "classification", "clean_acc": after_acc, "asr": after_asr}}
+
+    assert 0.989 - 0.959 > 0.03  # the floating-point difference the bar must not trip on
+    assert verdict(classification(0.989, 0.959), "mnist5k") == "pass"
+    assert verdict(classification(0.989, 0.958), "mnist5k") == "**miss**"
+    assert verdict(classification(0.989, 0.959, after_asr=0.11), "mnist5k") == "**miss**"

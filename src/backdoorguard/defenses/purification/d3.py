@@ -12,9 +12,10 @@ scaling. Paper defaults: p = 2, λ = 0.5 (ours: 5), ε = 0.1 (cross-entropy), SG
 momentum 0.9 cosine, batch 256 (ours: 64), all parameters trained, last epoch kept.
 
 Warm starts (the selected weights before training, then rescaled to ‖W₀‖):
-`random` (the default for classification; U(−0.5, 0.5)), `near`, `middle`,
-`far` (W₀ moved a quarter, half, three quarters of the way to that random
-point; `near` is the default for regression) and `noise` (W₀ plus Gaussian
+`random` (U(−0.5, 0.5); the default for classification except on
+preact-resnet18), `near`, `middle`, `far` (W₀ moved a quarter, half, three
+quarters of the way to that random point; `near` is the default for regression,
+`far` for classification on preact-resnet18) and `noise` (W₀ plus Gaussian
 noise of 0.1 × its standard deviation).
 
 **Ours:**
@@ -34,7 +35,16 @@ noise of 0.1 × its standard deviation).
   BadNets) λ = 0.5 removed the backdoor but cost 9 points of clean accuracy
   (0.896, ASR 0.000); λ = 2: 0.956 / 0.009; λ = 5: 0.970 / 0.036; λ = 10: 0.972 /
   0.051; λ = 20: 0.970 / 0.076 (docs/purification-methods.md).
+- Classification warm start per model family (`CLASSIFICATION_WARM_STARTS`):
+  `far` on preact-resnet18, where it kept more clean accuracy than `random` on
+  the mnist5k cells with the backdoor still removed; `random` elsewhere (on
+  resnet1d `far` left a BasicMotions backdoor that `random` removed).
 - BatchNorm statistics stay frozen (see `common`), unlike the paper.
+- `settle_steps` (default 0): after the distance phase, that many steps of the
+  plain task loss (norms still projected). The distance term holds the clean
+  samples at the hinge's edge; settling widens their margins. Measured on the
+  mnist5k cells (docs/purification-methods.md, D3): within a few tenths of a
+  point of clean accuracy, so it is off by default.
 - Length and batch: batch 64, 20 epochs with at least `min_steps` steps (200
   clean images are one batch of the paper's 256: 20 epochs would be 20 steps,
   and 100 full-batch steps a third of the model's training time).
@@ -74,6 +84,14 @@ DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
     "preact-resnet18": ("head", "stages.3.1"), "resnet1d": ("head", "stages.2"),
     "cnn-small": ("head",), "mlp": ("head",),
 }
+# classification warm start per model family (others: `random`). preact-resnet18 on
+# the five mnist5k cells (200 clean images): `far` kept 0.5 points more clean accuracy
+# on average than `random` (input-aware 0.959 → 0.969, wanet 0.960 → 0.969, badnets
+# 0.960 → 0.965; blended 0.967 → 0.963), ASR ≤ 0.03 on all five; `middle` left
+# input-aware's backdoor (ASR 0.48). On resnet1d `far` lost BasicMotions × BadNets
+# (ASR 0.000 → 0.267), so series keep `random`. Held out (seed-1 models): WaNet far
+# 0.964 (random 0.946); Input-aware both leave the backdoor (docs/purification-methods.md)
+CLASSIFICATION_WARM_STARTS: dict[str, str] = {"preact-resnet18": "far"}
 
 
 def selected_weights(model: nn.Module, layers: tuple[str, ...]) -> dict[str, nn.Parameter]:
@@ -112,10 +130,13 @@ class D3(FineTuningPurifier):
     def __init__(self, *, layers: list[str] | tuple[str, ...] | str | None = None,
                  warm_start: str | None = None, lam: float = 5.0, epsilon: float | None = None,
                  p: float = 2.0, train: TrainConfig | dict[str, Any] | None = None,
-                 min_steps: int = 100, batchnorm: str = "frozen",
+                 min_steps: int = 100, settle_steps: int = 0, batchnorm: str = "frozen",
                  augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
+        if settle_steps < 0:
+            raise BadInput(f"d3 settle_steps {settle_steps} must be ≥ 0")
+        self.settle_steps = int(settle_steps)
         if warm_start is not None:
             one_of("d3 warm start", warm_start, WARM_STARTS)
         if not lam > 0 or not p > 0 or (epsilon is not None and not epsilon > 0):
@@ -140,11 +161,15 @@ class D3(FineTuningPurifier):
         factor = REGRESSION_EPSILON if self.epsilon is None else float(self.epsilon)
         return factor, float(losses.median().clamp_min(1e-8))
 
-    def start_for(self, task: TaskSpec) -> str:
-        """The warm start: as given, else `random` (classification) or `near` (regression)."""
+    def start_for(self, task: TaskSpec, model: nn.Module | None = None) -> str:
+        """The warm start: as given, else for classification the model family's
+        (`CLASSIFICATION_WARM_STARTS`, `random` for the others), for regression `near`."""
         if self.warm_start is not None:
             return self.warm_start
-        return "random" if task.is_classification else REGRESSION_WARM_START
+        if not task.is_classification:
+            return REGRESSION_WARM_START
+        name = getattr(model, "model_spec", {}).get("name")
+        return CLASSIFICATION_WARM_STARTS.get(name, "random")
 
     def warm(self, kind: str, weights: dict[str, nn.Parameter], origin: dict[str, torch.Tensor],
              norms: dict[str, torch.Tensor], seed: int) -> None:
@@ -185,15 +210,24 @@ class D3(FineTuningPurifier):
         origin = {name: w.detach().clone() for name, w in weights.items()}
         norms = {name: w.norm(self.p) for name, w in origin.items()}
         epsilon, unit = self.threshold(model, clean)
-        warm_start = self.start_for(clean.task)
+        warm_start = self.start_for(clean.task, model)
         self.warm(warm_start, weights, origin, norms, runtime.seed)
         history = self.finetune(model, clean, runtime,
                                 objective=self.objective(weights, origin, clean, epsilon, unit),
                                 hooks=[ProjectNorm(weights, norms, self.p)])
+        histories = [history]
+        if self.settle_steps:
+            # the distance term holds the clean samples at the hinge's edge (loss ≈ ε);
+            # a few steps of the plain task loss, norms still projected, widen their margins
+            histories.append(self.finetune(
+                model, clean, runtime, config=self.config(clean, epochs=0,
+                                                          min_steps=self.settle_steps),
+                hooks=[ProjectNorm(weights, norms, self.p)], description="purify (d3 settle)"))
         with torch.no_grad():
             moved = {name: float((w - origin[name]).norm(self.p) / norms[name].clamp_min(1e-12))
                      for name, w in weights.items()}
         changes = {"layers": list(layers), "weights": sorted(weights), "warm_start": warm_start,
                    "epsilon": epsilon, "loss_unit": unit, "lam": self.lam, "p": self.p,
-                   "relative_distance": moved, "epochs": len(history.epochs)}
-        return self.result(model, changes, start, [history], clean.task)
+                   "relative_distance": moved, "epochs": len(history.epochs),
+                   "settle_steps": sum(h.steps for h in histories[1:])}
+        return self.result(model, changes, start, histories, clean.task)

@@ -17,6 +17,9 @@ from typing import Any
 
 STRICT = {"mnist5k-small": (0.05, 0.01)}
 TOOK = 0.10  # an attack metric above this before purification: a backdoor to remove
+# accuracies are counts over the test set: 0.989 − 0.959 is 30 of 1,000, three points,
+# though in floating point it is 0.030000000000000027
+ROUNDING = 1e-9
 
 
 def judged(cell: dict[str, Any]) -> bool:
@@ -28,7 +31,7 @@ def cell_bar(cell: dict[str, Any], setting: str) -> bool:
     before, after = cell["before"], cell["after"]
     if before["kind"] == "classification":
         asr_bar, drop_bar = STRICT.get(setting, (0.10, 0.03))
-        return after["asr"] <= asr_bar and before["clean_acc"] - after["clean_acc"] <= drop_bar
+        return after["asr"] <= asr_bar and before["clean_acc"] - after["clean_acc"] <= drop_bar + ROUNDING
     return (after["asr_at_tol"] <= 0.10
             and after["clean_mae"] <= 1.15 * before["clean_mae"])
 
