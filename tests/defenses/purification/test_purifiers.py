@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from backdoorguard.cli import main
 from backdoorguard.config import AttackConfig, TrainRun
@@ -283,3 +284,41 @@ def test_d3_regression_hinge_does_not_depend_on_how_accurate_the_model_was(regre
         objective = d3.objective({}, {}, clean, 1.25, unit)
         hinges.append(float(objective(lambda x: outputs, Batch(clean.x, y, torch.arange(8))).loss))
     assert hinges[0] > 0 and hinges[1] == pytest.approx(hinges[0], rel=1e-4)
+
+
+class _Residual(nn.Module):
+    """x·w + γ·x: a residual block whose skip connection `skip_scale` scales."""
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+        self.register_buffer("skip_scale", torch.ones(()))
+
+    def forward(self, x):
+        return x * self.weight + self.skip_scale * x
+
+
+def test_sms_margin_measure_finds_the_block_a_saturated_asr_cannot():
+    """Class 1 wins on every probe input whichever single skip connection is cut,
+    so the ASR stays 1 and every block scores 0 under `asr` (the tie goes to the
+    first block); the margin falls most when the second block's skip is cut."""
+    from backdoorguard.defenses.purification.sms import SMS, attack_margin
+    from backdoorguard.core.types import TaskSpec
+
+    task = TaskSpec("classification", "tabular", (1,), 2)
+    model = nn.Sequential(_Residual(0.5), _Residual(0.1), nn.Linear(1, 2))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        model[2].bias.zero_()
+    x, target = torch.ones(4, 1), torch.ones(4, dtype=torch.long)
+    assert attack_margin(model, x, target, task) == pytest.approx(2 * 1.5 * 1.1)
+    blocks = [("0", model[0]), ("1", model[1])]
+    by_asr = SMS(measure="asr").scores(model, blocks, x, target, task)
+    by_margin = SMS(measure="margin").scores(model, blocks, x, target, task)
+    assert by_asr["score"] == {"0": 0.0, "1": 0.0}
+    # cutting block 0's skip: 0.5 · 1.1 = 0.55; block 1's: 1.5 · 0.1 = 0.15 (margins ×2)
+    assert by_margin["score"]["1"] > by_margin["score"]["0"] > 0
+    assert by_margin["score"]["1"] == pytest.approx(2 * (1.65 - 0.15))
+    assert all(float(b.skip_scale) == 1.0 for _, b in blocks), "the probe left a skip cut"
+    with pytest.raises(BadInput, match="measure"):
+        SMS(measure="logits")

@@ -28,6 +28,11 @@ The probe **(ours: the defender does not know the trigger)**:
 - `given`: the real attack, passed as `trigger` (benchmarks only; results say so).
 `changes["probe"]` records which was used. Regression: the probe's attack
 success is `asr_at_tol` against the probe's target.
+`measure="margin"` scores a block by the largest fall of the probe's mean
+margin instead (target logit − largest other; regression: minus the distance to
+the target in units of `tol`), which does not saturate; measured on the
+purification grid it picks the same mnist5k block as the ASR and passes no
+more cells (docs/purification-methods.md), so `asr` stays the default.
 
 Models without skip connections (cnn-small, mlp) are refused: there is nothing
 to suppress.
@@ -56,6 +61,7 @@ from ..base import Purified, register_defense
 from .common import FineTuningPurifier
 
 PROBES = ("surrogate", "reversed", "given")
+MEASURES = ("asr", "margin")
 SURROGATE_TRAIN = TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=2e-3, amp=False)
 GAMMAS = tuple(round(1.0 - 0.1 * k, 1) for k in range(11))
 
@@ -77,6 +83,18 @@ def attack_success(model: nn.Module, x: torch.Tensor, y_target: torch.Tensor, ta
     return within(outputs, y_target, task.tol)
 
 
+def attack_margin(model: nn.Module, x: torch.Tensor, y_target: torch.Tensor, task) -> float:
+    """How firmly the probe's trigger holds, unsaturated: classification, the mean of
+    (target logit − largest other logit); regression, minus the mean distance to the
+    target in units of `tol`. Higher: a stronger backdoor."""
+    outputs = predict(model, x)
+    if task.is_classification:
+        target = outputs.gather(1, y_target.view(-1, 1)).squeeze(1)
+        others = outputs.scatter(1, y_target.view(-1, 1), float("-inf")).max(1).values
+        return float((target - others).mean())
+    return -float((outputs - y_target).flatten(1).norm(dim=1).mean() / task.tol)
+
+
 def stage_of(model: nn.Module, block_name: str) -> str:
     """The `stages.i` prefix holding a block (the whole name if it is not in one)."""
     parts = block_name.split(".")
@@ -89,12 +107,14 @@ class SMS(FineTuningPurifier):
     """Skip-connection suppression then stage fine-tuning (see module doc)."""
 
     def __init__(self, *, probe: str = "surrogate", trigger: Any = None,
-                 probe_size: int = 64, surrogate_steps: int = 60,
+                 probe_size: int = 64, surrogate_steps: int = 60, measure: str = "asr",
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 50,
                  batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
                          augment=augment)
         one_of("sms probe", probe, PROBES)
+        one_of("sms measure", measure, MEASURES)
+        self.measure = measure
         if probe != "surrogate" and trigger is None:
             raise BadInput(f"sms probe={probe!r} needs `trigger` (an object with apply(x) "
                            f"and target(y))")
@@ -143,20 +163,28 @@ class SMS(FineTuningPurifier):
         return surrogate, history
 
     def scores(self, model: nn.Module, blocks, x_trig, y_target, task) -> dict[str, Any]:
-        """ASR per block per γ and each block's score."""
-        base = attack_success(model, x_trig, y_target, task)
+        """The probe's measure per block per γ and each block's score: with `asr`
+        the paper's sum of (drop in ASR) / exp(previous ASR); with `margin` the
+        largest fall of the margin below its value at γ = 1 (the ASR of a surrogate
+        that learnt its trigger firmly often stays at 1 whichever single skip
+        connection is suppressed, leaving every block at score 0)."""
+        measure = attack_success if self.measure == "asr" else attack_margin
+        base = measure(model, x_trig, y_target, task)
         curves, scores = {}, {}
         for name, block in blocks:
             curve, score, previous = [base], 0.0, base
             for gamma in GAMMAS[1:]:
                 block.skip_scale.fill_(gamma)
-                asr = attack_success(model, x_trig, y_target, task)
-                score += (previous - asr) / math.exp(previous)
-                curve.append(asr)
-                previous = asr
+                value = measure(model, x_trig, y_target, task)
+                if self.measure == "asr":
+                    score += (previous - value) / math.exp(previous)
+                curve.append(value)
+                previous = value
             block.skip_scale.fill_(1.0)
+            if self.measure == "margin":
+                score = base - min(curve)
             curves[name], scores[name] = curve, score
-        return {"asr": curves, "score": scores}
+        return {self.measure: curves, "score": scores}
 
     # ------------------------------------------------------------ the verb
 
@@ -189,9 +217,9 @@ class SMS(FineTuningPurifier):
                       if name == stage or name.startswith(stage + ".")]
         history = self.finetune(model, clean, runtime, parameters=parameters)
         histories.append(history)
-        changes = {"probe": self.probe, "critical_block": critical, "skip_scale": 0.0,
-                   "probe_found": found["score"][critical] > 0,
+        changes = {"probe": self.probe, "measure": self.measure, "critical_block": critical,
+                   "skip_scale": 0.0, "probe_found": found["score"][critical] > 0,
                    "trained": stage, "trained_parameters": sum(p.numel() for p in parameters),
-                   "probe_asr": found["asr"], "block_scores": found["score"],
+                   f"probe_{self.measure}": found[self.measure], "block_scores": found["score"],
                    "gammas": list(GAMMAS), "epochs": len(history.epochs)}
         return self.result(model, changes, start, histories, clean.task)
