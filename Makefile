@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/backdoorguard demo
+	$(BIN)/backdoorguard demo --threads 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
