@@ -299,7 +299,7 @@ def combine_rows(rows: list[dict], name: str | None = None) -> list[dict]:
             member = ensemble.members[spec] if ensemble else None
             if isinstance(member, NeuralCleanse):
                 per_class_rows([row["members"][spec] for row in rows],
-                          [row["role"] == "calib" for row in rows], member)
+                               [row["role"] == "calib" for row in rows], member)
         scales = standardisation({spec: [r["members"][spec]["score"] for r in rows
                                          if r["role"] == "calib"] for spec in specs})
         for row in rows:
@@ -313,7 +313,7 @@ def combine_rows(rows: list[dict], name: str | None = None) -> list[dict]:
         _, method, params = detector_spec(name)
         if method == "nc":
             per_class_rows(rows, [row["role"] == "calib" for row in rows],
-                      NeuralCleanse(**params))
+                           NeuralCleanse(**params))
     return rows
 
 
@@ -510,7 +510,7 @@ def main() -> None:
 
 
 def record_rows(dataset: str, name: str, params: dict, rows: list[dict], results: dict,
-           attacks: list[str], classification: bool) -> None:
+                attacks: list[str], classification: bool) -> None:
     """Score detector `name`'s rows of one data set (`combine_rows`, the calibrated
     threshold), add them to `results` and write the results file, the ROC figure and
     the page (merged with what is stored for the same zoo)."""
@@ -567,7 +567,8 @@ def rescore_stored(dataset: str, detectors: dict[str, tuple[str, dict]], task) -
         print(f"  {name}: from the stored scans of {source}", flush=True)
         rows = [as_scanned(row) for row in stored["detectors"][source]["rows"]]
         record_rows(dataset, name, params, rows, results, stored["attacks"],
-               task.is_classification)
+                    task.is_classification)
+
 
 if __name__ == "__main__":
     main()

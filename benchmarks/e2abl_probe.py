@@ -41,6 +41,7 @@ from backdoorguard.core.runtime import Runtime
 from backdoorguard.core.types import Batch
 from backdoorguard.core.training import Hook, TrainState, fit
 from backdoorguard.defenses.training import E2ABL
+from backdoorguard.defenses.training.trap import input_steps, percentile_ranks
 from backdoorguard.models import create_model
 from backdoorguard.pipeline import build_attack, resolve
 
@@ -145,8 +146,7 @@ def within_class_ranks(loss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     ranks = torch.empty_like(loss)
     for c in labels.unique():
         members = torch.nonzero(labels == c).flatten()
-        order = loss[members].argsort(stable=True)
-        ranks[members[order]] = torch.arange(len(members), dtype=loss.dtype) / max(len(members), 1)
+        ranks[members] = percentile_ranks(loss[members].unsqueeze(1)).squeeze(1)
     return ranks
 
 
@@ -160,8 +160,7 @@ def low_auroc(loss: torch.Tensor, is_poison: torch.Tensor) -> float:
 SIDE_FEATURES = {
     # what a trap on the raw input could read (diagnostic; not part of E2ABL)
     "input-pool": lambda x: torch.cat([x.amax(-1), x.mean(-1)], 1),
-    "diff-pool": lambda x: torch.cat([x.diff(dim=-1).abs().amax(-1), x.diff(dim=-1).abs().mean(-1),
-                                      x.diff(dim=-1).std(-1)], 1),
+    "diff-pool": input_steps,  # what E2ABL's trap_input_steps head reads
     "spectrum": lambda x: torch.log1p(torch.fft.rfft(x - x.mean(-1, keepdim=True)).abs()).flatten(1),
     "flat": lambda x: x.flatten(1),
 }

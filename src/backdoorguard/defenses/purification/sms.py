@@ -95,6 +95,19 @@ def attack_margin(model: nn.Module, x: torch.Tensor, y_target: torch.Tensor, tas
     return -float((outputs - y_target).flatten(1).norm(dim=1).mean() / task.tol)
 
 
+def asr_score(curve: list[float]) -> float:
+    """The paper's block score: Σ over the γ steps of (drop in ASR) / exp(previous ASR)."""
+    score = 0.0
+    for previous, value in zip(curve, curve[1:]):
+        score += (previous - value) / math.exp(previous)
+    return score
+
+
+def margin_score(curve: list[float]) -> float:
+    """The largest fall of the margin below its value at γ = 1."""
+    return curve[0] - min(curve)
+
+
 def stage_of(model: nn.Module, block_name: str) -> str:
     """The `stages.i` prefix holding a block (the whole name if it is not in one)."""
     parts = block_name.split(".")
@@ -170,21 +183,15 @@ class SMS(FineTuningPurifier):
         connection is suppressed, leaving every block at score 0)."""
         measure = attack_success if self.measure == "asr" else attack_margin
         base = measure(model, x_trig, y_target, task)
-        curves, scores = {}, {}
+        curves = {}
         for name, block in blocks:
-            curve, score, previous = [base], 0.0, base
+            curves[name] = [base]
             for gamma in GAMMAS[1:]:
                 block.skip_scale.fill_(gamma)
-                value = measure(model, x_trig, y_target, task)
-                if self.measure == "asr":
-                    score += (previous - value) / math.exp(previous)
-                curve.append(value)
-                previous = value
+                curves[name].append(measure(model, x_trig, y_target, task))
             block.skip_scale.fill_(1.0)
-            if self.measure == "margin":
-                score = base - min(curve)
-            curves[name], scores[name] = curve, score
-        return {self.measure: curves, "score": scores}
+        score = asr_score if self.measure == "asr" else margin_score
+        return {self.measure: curves, "score": {name: score(c) for name, c in curves.items()}}
 
     # ------------------------------------------------------------ the verb
 

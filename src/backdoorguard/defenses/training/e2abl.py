@@ -179,10 +179,10 @@ class E2ABL(TrainingDefense):
             raise BadInput(f"e2abl: stage {self.trap_stage} gives features of shape "
                            f"{tuple(shape[1:])}; the trap needs C×T or C×H×W maps")
         stats = None
-        if self.trap_input_steps and data.x.shape[-1] < 3:
-            raise BadInput(f"e2abl: trap_input_steps needs inputs at least 3 long on their last "
-                           f"axis, not {data.x.shape[-1]}")
         if self.trap_input_steps:
+            if data.x.shape[-1] < 3:
+                raise BadInput(f"e2abl: trap_input_steps needs inputs at least 3 long on their "
+                               f"last axis, not {data.x.shape[-1]}")
             with torch.no_grad():
                 steps = torch.cat([input_steps(data.x[i:i + 512].float())
                                    for i in range(0, len(data), 512)])

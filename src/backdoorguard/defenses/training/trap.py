@@ -139,7 +139,7 @@ class TrapAndCleanse(Hook):
         index = batch.index.to(features.device)
         y = self.given[index]
         for inner in range(self.d.trap_steps):
-            logits = self.trap(features, batch.x)                           # [B, heads, K]
+            logits = self.trap(features, batch.x)                  # [B, heads, K]
             flat, targets = logits.flatten(0, 1), y.repeat_interleave(logits.shape[1])
             adjusted = F.cross_entropy(flat + self.log_prior, targets, reduction="none")
             loss = flooded(adjusted, self.gamma)
