@@ -34,6 +34,15 @@ the target in units of `tol`), which does not saturate; measured on the
 purification grid it picks the same mnist5k block as the ASR and passes no
 more cells (docs/purification-methods.md), so `asr` stays the default.
 
+`block="stages.0.1"` names the block to suppress and skips the probe (results
+record `probe: "block"`): for a user who knows where backdoors of a model family
+live, and to measure every block's outcome. `surrogates=N` trains N surrogates
+(seeds seed, seed + 1, …; trigger kinds taken in turn from `surrogate_triggers`,
+"badnets" or "blended") and adds their block scores, each divided by its own
+total. Measured on mnist5k (docs/purification-methods.md) the 60-step BadNets
+surrogate picks the same block at six seeds out of six, so a vote does not move
+the choice; one surrogate stays the default.
+
 Models without skip connections (cnn-small, mlp) are refused: there is nothing
 to suppress.
 """
