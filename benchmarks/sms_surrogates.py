@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
 import json
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from backdoorguard.data import load_dataset
 from backdoorguard.defenses.purification.sms import SMS, surrogate_attack
 from backdoorguard.models import skip_connections
 from backdoorguard.pipeline import clean_subset
+from purification_probe import emit, matching
 
 
 def main() -> None:
@@ -48,9 +48,7 @@ def main() -> None:
     models = json.loads(args.models.read_text())["models"]
     sms = SMS(surrogate_steps=args.steps, probe_size=args.probe_size, measure=args.measure)
     runtime = Runtime(seed=args.clean_seed, device="cpu", threads=args.threads, progress=False)
-    for key, record in models.items():
-        if not any(fnmatch.fnmatch(key, glob) for glob in args.cells):
-            continue
+    for record in matching(models, args.cells):
         model, _ = load_model(Path(record["folder"]))
         data = load_dataset(record["dataset"])
         clean = clean_subset(data, 0.05, seed=args.clean_seed)
@@ -65,17 +63,12 @@ def main() -> None:
                     found = sms.scores(surrogate, skip_connections(surrogate), x_trig,
                                        y_target, clean.task)
                 scores = {name: round(v, 4) for name, v in found["score"].items()}
-                line = json.dumps({"cell": key, "trigger": kind, "seed": seed,
-                                   "steps": args.steps, "probe_size": args.probe_size,
-                                   "measure": args.measure,
-                                   "base": round(found[args.measure][next(iter(scores))][0], 3),
-                                   "pick": SMS.critical(found["score"]), "scores": scores,
-                                   "seconds": round(time.perf_counter() - start, 1)})
-                print(line, flush=True)
-                if args.log is not None:
-                    with args.log.open("a") as log:
-                        log.write(line + "\n")
-
+                emit({"cell": f"{record['setting']}|{record['attack']}", "trigger": kind,
+                      "seed": seed, "steps": args.steps, "probe_size": args.probe_size,
+                      "measure": args.measure,
+                      "base": round(found[args.measure][next(iter(scores))][0], 3),
+                      "pick": SMS.critical(found["score"]), "scores": scores,
+                      "seconds": round(time.perf_counter() - start, 1)}, args.log)
 
 if __name__ == "__main__":
     main()
