@@ -209,6 +209,9 @@ def test_cli_purify_writes_checkpoint_and_report(backdoored, tmp_path, capsys):
     (["--method", "drmguard", "--param", "lr=-1"], "drmguard purifier fine-tuning: lr: "),
     (["--method", "ft", "--param", "augment=series"],
      "augment='series' needs series data; this task is image"),
+    (["--method", "sms", "--param", "block=stages.9.0"],
+     "sms block 'stages.9.0' is not a residual block of this model; allowed: stages.0.0, "),
+    (["--method", "sms", "--param", "surrogates=0"], "sms surrogates 0 must be a whole number"),
 ])
 def test_cli_purify_bad_input_exits_2_without_output(argv, message, backdoored, tmp_path, capsys):
     checkpoint = write_train_result(backdoored, tmp_path / "backdoored")
