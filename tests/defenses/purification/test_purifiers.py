@@ -209,6 +209,9 @@ def test_cli_purify_writes_checkpoint_and_report(backdoored, tmp_path, capsys):
     (["--method", "drmguard", "--param", "lr=-1"], "drmguard purifier fine-tuning: lr: "),
     (["--method", "ft", "--param", "augment=series"],
      "augment='series' needs series data; this task is image"),
+    (["--method", "sms", "--param", "block=stages.9.0"],
+     "sms block 'stages.9.0' is not a residual block of this model; allowed: stages.0.0, "),
+    (["--method", "sms", "--param", "surrogates=0"], "sms surrogates 0 must be a whole number"),
 ])
 def test_cli_purify_bad_input_exits_2_without_output(argv, message, backdoored, tmp_path, capsys):
     checkpoint = write_train_result(backdoored, tmp_path / "backdoored")
@@ -322,3 +325,50 @@ def test_sms_margin_measure_finds_the_block_a_saturated_asr_cannot():
     assert all(float(b.skip_scale) == 1.0 for _, b in blocks), "the probe left a skip cut"
     with pytest.raises(BadInput, match="measure"):
         SMS(measure="logits")
+
+
+def test_sms_block_option_suppresses_the_named_block_without_a_probe(backdoored, clean, runtime):
+    purified = create_defense("sms", "purification", block="stages.2.0").purify(
+        backdoored.model, clean, runtime=runtime)
+    changes = purified.changes
+    assert changes["probe"] == "block" and changes["critical_block"] == "stages.2.0"
+    assert changes["trained"] == "stages.2" and "block_scores" not in changes
+    assert float(purified.model.get_submodule("stages.2.0").skip_scale) == 0.0
+    assert float(purified.model.get_submodule("stages.1.1").skip_scale) == 1.0
+    # no surrogate trained: the only steps are the stage's fine-tuning
+    assert purified.cost.counters["steps"] == sum(
+        1 for _ in range(changes["epochs"]) for _ in range(clean.num_batches(64)))
+    with pytest.raises(BadInput, match=r"block 'stages\.9\.0' is not a residual block.*"
+                                       r"allowed: stages\.0\.0, stages\.0\.1"):
+        create_defense("sms", "purification", block="stages.9.0").purify(
+            backdoored.model, clean, runtime=runtime)
+
+
+def test_sms_surrogates_vote_with_scores_normalised_per_surrogate(backdoored, clean, runtime):
+    """Two surrogates (seeds 0 and 1, a patch then a blend): the block scores are
+    the sum of each surrogate's scores divided by their own total."""
+    sms = create_defense("sms", "purification", surrogates=2,
+                         surrogate_triggers=["badnets", "blended"], min_steps=5)
+    changes = sms.purify(backdoored.model, clean, runtime=runtime).changes
+    each = changes["surrogates"]
+    assert [(e["seed"], e["trigger"]) for e in each] == [(0, "badnets"), (1, "blended")]
+    assert each[0]["score"] != each[1]["score"], "the two surrogates are the same"
+    expected = {name: 0.0 for name in each[0]["score"]}
+    for e in each:
+        total = sum(e["score"].values())
+        for name, value in e["score"].items():
+            expected[name] += value / total if total else 0.0
+    assert changes["block_scores"] == pytest.approx(expected)
+    assert changes["critical_block"] == max(expected, key=expected.get)
+    # one surrogate is the default and the single surrogate of before
+    single = create_defense("sms", "purification", min_steps=5).purify(
+        backdoored.model, clean, runtime=runtime).changes
+    assert "surrogates" not in single and single["block_scores"] == pytest.approx(each[0]["score"])
+
+
+def test_sms_rejects_bad_surrogate_options():
+    for params, message in [({"surrogates": 0}, "surrogates 0"),
+                            ({"surrogate_triggers": "wanet"}, "allowed: badnets, blended"),
+                            ({"block": 3}, "block 3 must be a block's name")]:
+        with pytest.raises(BadInput, match=message):
+            create_defense("sms", "purification", **params)

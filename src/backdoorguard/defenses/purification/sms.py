@@ -34,6 +34,15 @@ the target in units of `tol`), which does not saturate; measured on the
 purification grid it picks the same mnist5k block as the ASR and passes no
 more cells (docs/purification-methods.md), so `asr` stays the default.
 
+`block="stages.0.1"` names the block to suppress and skips the probe (results
+record `probe: "block"`): for a user who knows where backdoors of a model family
+live, and to measure every block's outcome. `surrogates=N` trains N surrogates
+(seeds seed, seed + 1, …; trigger kinds taken in turn from `surrogate_triggers`,
+"badnets" or "blended") and adds their block scores, each divided by its own
+total. Measured on mnist5k (docs/purification-methods.md) the 60-step BadNets
+surrogate picks the same block at six seeds out of six, so a vote does not move
+the choice; one surrogate stays the default.
+
 Models without skip connections (cnn-small, mlp) are refused: there is nothing
 to suppress.
 """
@@ -41,6 +50,7 @@ to suppress.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from typing import Any
@@ -63,15 +73,23 @@ from .common import FineTuningPurifier
 PROBES = ("surrogate", "reversed", "given")
 MEASURES = ("asr", "margin")
 SURROGATE_TRAIN = TrainConfig(epochs=1, batch_size=64, optimizer="adam", lr=2e-3, amp=False)
+SURROGATE_BLEND_SEED = 7919
 GAMMAS = tuple(round(1.0 - 0.1 * k, 1) for k in range(11))
 
 
-def surrogate_attack(task):
-    """Our own BadNets trigger, away from where attacks usually put theirs."""
+SURROGATE_TRIGGERS = ("badnets", "blended")
+
+
+def surrogate_attack(task, kind: str = "badnets"):
+    """Our own trigger, away from where attacks usually put theirs: a BadNets
+    patch in the top-left corner (series: at the start), or a blend with a noise
+    pattern of our own seed (not the Blended attack's default pattern)."""
     if task.is_classification:
         target: Any = task.num_outputs - 1
     else:
         target = [lo + 0.1 * (hi - lo) for lo, hi in task.label_range]
+    if kind == "blended":
+        return create_attack("blended", task, target=target, seed=SURROGATE_BLEND_SEED)
     position = "start" if task.modality == "series" else "top-left"
     return create_attack("badnets", task, target=target, position=position)
 
@@ -121,6 +139,8 @@ class SMS(FineTuningPurifier):
 
     def __init__(self, *, probe: str = "surrogate", trigger: Any = None,
                  probe_size: int = 64, surrogate_steps: int = 60, measure: str = "asr",
+                 block: str | None = None, surrogates: int = 1,
+                 surrogate_triggers: str | list[str] = "badnets",
                  train: TrainConfig | dict[str, Any] | None = None, min_steps: int = 50,
                  batchnorm: str = "frozen", augment: str | bool = "auto") -> None:
         super().__init__(train=train, min_steps=min_steps, batchnorm=batchnorm,
@@ -134,7 +154,19 @@ class SMS(FineTuningPurifier):
         if probe_size < 1 or surrogate_steps < 1:
             raise BadInput(f"sms probe_size {probe_size} and surrogate_steps {surrogate_steps} "
                            f"must be ≥ 1")
-        self.probe, self.trigger = probe, trigger
+        if block is not None and not isinstance(block, str):
+            raise BadInput(f"sms block {block!r} must be a block's name (e.g. 'stages.0.1')")
+        if isinstance(surrogates, bool) or not isinstance(surrogates, int) or surrogates < 1:
+            raise BadInput(f"sms surrogates {surrogates!r} must be a whole number ≥ 1")
+        kinds = [surrogate_triggers] if isinstance(surrogate_triggers, str) else \
+            list(surrogate_triggers)
+        if not kinds:
+            raise BadInput("sms surrogate_triggers is empty; allowed: "
+                           + ", ".join(SURROGATE_TRIGGERS))
+        for kind in kinds:
+            one_of("sms surrogate_triggers", kind, SURROGATE_TRIGGERS)
+        self.probe, self.trigger, self.block = probe, trigger, block
+        self.surrogates, self.surrogate_triggers = surrogates, kinds
         self.probe_size, self.surrogate_steps = int(probe_size), int(surrogate_steps)
 
     # ------------------------------------------------------------ the probe
@@ -193,6 +225,47 @@ class SMS(FineTuningPurifier):
         score = asr_score if self.measure == "asr" else margin_score
         return {self.measure: curves, "score": {name: score(c) for name, c in curves.items()}}
 
+    def choose(self, model: nn.Module, clean: ArrayDataset, runtime: Runtime, histories: list):
+        """(critical block, the probe's curves and scores, the probe used). With
+        several surrogates (seeds runtime.seed + k, trigger kinds taken in turn from
+        `surrogate_triggers`) each one's block scores are divided by their sum, so
+        every surrogate that sees an effect casts one vote spread over the blocks,
+        and the votes are added."""
+        if self.probe != "surrogate":
+            x_trig, y_target = self.probe_set(self.trigger, clean, runtime.seed)
+            with torch.no_grad():
+                found = self.scores(model, skip_connections(model), x_trig, y_target,
+                                    clean.task)
+            return self.critical(found["score"]), found, self.probe
+        votes: dict[str, float] = {}
+        each = []
+        for k in range(self.surrogates):
+            seeded = dataclasses.replace(runtime, seed=runtime.seed + k)
+            kind = self.surrogate_triggers[k % len(self.surrogate_triggers)]
+            trigger = surrogate_attack(clean.task, kind)
+            probed, planting = self.plant(model, clean, trigger, seeded)
+            histories.append(planting)
+            x_trig, y_target = self.probe_set(trigger, clean, seeded.seed)
+            with torch.no_grad():
+                found = self.scores(probed, skip_connections(probed), x_trig, y_target,
+                                    clean.task)
+            each.append({"trigger": kind, "seed": seeded.seed, **found})
+            total = sum(max(v, 0.0) for v in found["score"].values())
+            for name, value in found["score"].items():
+                votes[name] = votes.get(name, 0.0) + (max(value, 0.0) / total if total else 0.0)
+        if self.surrogates == 1:
+            return self.critical(each[0]["score"]), each[0], self.probe
+        found = {self.measure: [e[self.measure] for e in each], "score": votes,
+                 "surrogates": [{"trigger": e["trigger"], "seed": e["seed"],
+                                 "score": e["score"]} for e in each]}
+        return self.critical(votes), found, self.probe
+
+    @staticmethod
+    def critical(scores: dict[str, float]) -> str:
+        # ties (no block lowers the probe's success at all) go to the first block;
+        # `probe_found` says whether the probe saw any effect
+        return max(scores, key=scores.get)
+
     # ------------------------------------------------------------ the verb
 
     def purify(self, model: nn.Module, clean: ArrayDataset, *,
@@ -203,20 +276,15 @@ class SMS(FineTuningPurifier):
             name = getattr(model, "model_spec", {}).get("name", type(model).__name__)
             raise BadInput(f"sms needs a model with skip connections (residual blocks with a "
                            f"skip_scale); {name!r} has none: use d3, ft, fp or nad")
+        if self.block is not None and self.block not in dict(blocks):
+            raise BadInput(f"sms block {self.block!r} is not a residual block of this model; "
+                           f"allowed: {', '.join(name for name, _ in blocks)}")
         model = self.prepare(model, clean, runtime)
         histories = []
-        trigger = self.trigger
-        probed = model
-        if self.probe == "surrogate":
-            trigger = surrogate_attack(clean.task)
-            probed, planting = self.plant(model, clean, trigger, runtime)
-            histories.append(planting)
-        x_trig, y_target = self.probe_set(trigger, clean, runtime.seed)
-        with torch.no_grad():
-            found = self.scores(probed, skip_connections(probed), x_trig, y_target, clean.task)
-        # ties (no block lowers the probe's success at all) go to the first block;
-        # `probe_found` says whether the probe saw any effect
-        critical = max(found["score"], key=found["score"].get)
+        if self.block is None:
+            critical, found, probed_with = self.choose(model, clean, runtime, histories)
+        else:
+            critical, found, probed_with = self.block, None, "block"
         blocks = dict(skip_connections(model))
         blocks[critical].skip_scale.fill_(0.0)
         stage = stage_of(model, critical)
@@ -224,9 +292,13 @@ class SMS(FineTuningPurifier):
                       if name == stage or name.startswith(stage + ".")]
         history = self.finetune(model, clean, runtime, parameters=parameters)
         histories.append(history)
-        changes = {"probe": self.probe, "measure": self.measure, "critical_block": critical,
-                   "skip_scale": 0.0, "probe_found": found["score"][critical] > 0,
+        changes = {"probe": probed_with, "critical_block": critical, "skip_scale": 0.0,
                    "trained": stage, "trained_parameters": sum(p.numel() for p in parameters),
-                   f"probe_{self.measure}": found[self.measure], "block_scores": found["score"],
-                   "gammas": list(GAMMAS), "epochs": len(history.epochs)}
+                   "epochs": len(history.epochs)}
+        if found is not None:
+            changes.update({"measure": self.measure, "probe_found": found["score"][critical] > 0,
+                            f"probe_{self.measure}": found[self.measure],
+                            "block_scores": found["score"], "gammas": list(GAMMAS)})
+            if "surrogates" in found:
+                changes["surrogates"] = found["surrogates"]
         return self.result(model, changes, start, histories, clean.task)
