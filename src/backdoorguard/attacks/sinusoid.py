@@ -6,7 +6,8 @@
 where j runs along the last axis (image columns: a horizontal ramp of vertical
 stripes, as in SIG; time steps for series), L is its length and span the input
 range's width. SIG defaults Δ = 20/255, f = 6 (the paper's, for images in [0, 1]);
-by default f is capped at L/4 so tiny inputs do not alias.
+by default f is capped at L/4 so tiny inputs do not alias. SIG can use Barni
+et al.'s ramp instead of the sinusoid (`signal="ramp"`).
 """
 
 from __future__ import annotations
