@@ -110,6 +110,24 @@ def test_sig_adds_the_sinusoid_and_is_clean_label(digits):
         create_attack("sig", digits.task, mode="all-to-all")
 
 
+def test_sig_ramp_survives_a_black_background():
+    attack = create_attack("sig", IMAGE, target=2, signal="ramp", delta=0.1, test_delta=0.3)
+    black = torch.zeros(2, 1, 28, 28)
+    ramp = 0.1 * torch.arange(1, 29) / 28
+    assert torch.allclose(attack.apply(black), 3 * ramp.expand(2, 1, 28, 28), atol=1e-6)
+    data = ArrayDataset(torch.zeros(20, 1, 28, 28), torch.arange(20) % 4, IMAGE)
+    poisoned = attack.poison(data, 0.25, seed=0)
+    assert torch.allclose(poisoned.x[poisoned.poison_index], ramp.expand(5, 1, 28, 28),
+                          atol=1e-6), "poisoning uses delta; the whole ramp stays above 0"
+    sine = create_attack("sig", IMAGE, delta=0.1).apply(black)
+    assert (sine == 0).float().mean() > 0.4, "the sine's negative half is clipped away"
+    assert "frequency" not in attack.params() and attack.params()["signal"] == "ramp"
+    with pytest.raises(BadInput, match="signal 'saw'; allowed: sine, ramp"):
+        create_attack("sig", IMAGE, signal="saw")
+    with pytest.raises(BadInput, match="no frequency"):
+        create_attack("sig", IMAGE, signal="ramp", frequency=3)
+
+
 def test_powerline_is_poison_label_on_series():
     task = SERIES
     attack = create_attack("powerline", task, target=1)

@@ -6,7 +6,8 @@
 where j runs along the last axis (image columns: a horizontal ramp of vertical
 stripes, as in SIG; time steps for series), L is its length and span the input
 range's width. SIG defaults Δ = 20/255, f = 6 (the paper's, for images in [0, 1]);
-by default f is capped at L/4 so tiny inputs do not alias.
+by default f is capped at L/4 so tiny inputs do not alias. SIG can use Barni
+et al.'s ramp instead of the sinusoid (`signal="ramp"`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from ..core.types import TaskSpec
-from ..errors import BadInput
+from ..errors import BadInput, one_of
 from .base import Attack
 
 
@@ -60,18 +61,33 @@ class SIG(_Sinusoid):
     (`apply`); poisoning always uses `delta`. Barni et al. strengthen the signal
     at test time: a model that learnt the signal only as a secondary cue of the
     target class then follows it.
+
+    `signal="ramp"` replaces the sinusoid by Barni et al.'s other signal, the
+    horizontal ramp x' = clip(x + Δ·span·j / L), j = 1..L (their MNIST choice):
+    it is never negative, so on a black background (MNIST, digits) none of it is
+    clipped away, where the sinusoid's negative half is. `frequency` and `phase`
+    do not apply to the ramp.
     """
 
     clean_label = True
+    signals = ("sine", "ramp")
 
     def __init__(self, task: TaskSpec, *, target: int | Sequence[float] | None = None,
                  mode: str = "all-to-one", delta: float | None = None,
                  frequency: float | None = None, phase: float = 0.0,
-                 test_delta: float | None = None) -> None:
+                 test_delta: float | None = None, signal: str = "sine") -> None:
+        one_of("SIG signal", signal, self.signals)
+        if signal == "ramp" and (frequency is not None or phase != 0):
+            raise BadInput("SIG signal 'ramp' takes no frequency or phase (they shape the sine)")
         super().__init__(task, target=target, mode=mode, delta=delta, frequency=frequency,
                          phase=phase)
         if test_delta is not None and not 0 < test_delta <= 1:
             raise BadInput(f"test_delta {test_delta} must lie in (0, 1] of the input span")
+        self.signal = signal
+        if signal == "ramp":
+            length = task.input_shape[-1]
+            steps = torch.arange(1, length + 1, dtype=torch.float32)
+            self.wave = self.delta * self.span * steps / length
         self.test_delta = self.delta if test_delta is None else test_delta
         self.poison_wave = self.wave
         self.wave = self.wave * (self.test_delta / self.delta)
@@ -84,7 +100,10 @@ class SIG(_Sinusoid):
             self.wave = test_wave
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "test_delta": self.test_delta}
+        params = {**super().params(), "test_delta": self.test_delta, "signal": self.signal}
+        if self.signal == "ramp":
+            del params["frequency"], params["phase"]
+        return params
 
 
 class Powerline(_Sinusoid):
