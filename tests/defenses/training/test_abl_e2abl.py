@@ -321,6 +321,14 @@ def test_the_input_steps_head_refuses_inputs_too_short_for_steps():
     defense = E2ABL(trap_input_steps=True)
     with pytest.raises(BadInput, match="trap_input_steps needs inputs at least 3 long"):
         defense.build_trap(model, defense.attachment(model), data, torch.device("cpu"), seed=0)
+    # the automatic setting does not ask for what such inputs cannot give
+    auto = E2ABL()
+    assert not auto.profile(data).trap_input_steps
+    varied = ArrayDataset(torch.randn(4, 1, 2), data.y, task)
+    assert auto.profile(varied).smoothness == pytest.approx(2.0)
+    assert not auto.profile(varied).trap_input_steps
+    trap = auto.build_trap(model, auto.attachment(model), data, torch.device("cpu"), seed=0)
+    assert "steps" not in trap.pooling
 
 
 def _series_sets(seed=0):

@@ -203,7 +203,8 @@ class E2ABL(TrainingDefense):
             steps, value, why = False, None, f"auto: {data.task.modality} inputs"
         else:
             value = smoothness(data.x)
-            steps = value < SMOOTH_BELOW        # NaN (nothing varies): off
+            # NaN (nothing varies) is off; so is a 2-step series (its roughness is 2)
+            steps = value < SMOOTH_BELOW
             why = (f"auto: median series roughness {value:.3f} "
                    f"{'<' if steps else '≥'} {SMOOTH_BELOW}")
         smooth_series = steps and self.trap_input_steps == "auto"
