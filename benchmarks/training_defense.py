@@ -6,7 +6,8 @@ other in one process with the data set's recipe and seed 0: plain training on
 the poisoned set, ABL and E2ABL (their default parameters). Per data set one
 plain model on clean data gives the clean-accuracy reference of the bars.
 Results are cached in the JSON file (one entry per data set, attack and method),
-so an interrupted run resumes; `--fresh` starts over.
+so an interrupted run resumes; `--fresh` starts over; `--rerun` runs the chosen
+cells and methods again (after a default changed), keeping the rest.
 
     python benchmarks/training_defense.py [--cells digits 'ucr:GunPoint|badnets'] [--threads 1]
 
@@ -234,7 +235,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=METHODS,
                         help="plain, abl, e2abl, or a variant such as e2abl:trap_pooling=max")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="start over: forget every stored cell")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run the chosen cells and methods again even if stored (after a "
+                             "default changed); other stored cells are kept")
     parser.add_argument("--page-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -247,7 +251,9 @@ def main() -> None:
                     continue
                 for method in (["plain"] if attack is None else args.methods):
                     key = f"{dataset}|{attack or 'clean'}|{method}"
-                    if key in results:
+                    # --rerun: only the methods asked for (not the clean reference
+                    # that a data-set filter also selects)
+                    if key in results and not (args.rerun and method in args.methods):
                         continue
                     results[key] = run_one(dataset, attack, method, runtime)
                     print(key, {k: results[key]["metrics"].get(k) for k in ("clean_acc", "asr")},

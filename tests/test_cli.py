@@ -76,6 +76,8 @@ BAD = [
     (["train", "--optimizer", "rmsprop"], "optimizer"),
     (["train", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "--poison-rate", "0.1"], "need --attack"),
+    (["train", "--defense", "e2abl", "--defense-param", "trap_input_steps=sometimes"],
+     "e2abl: trap_input_steps 'sometimes' is out of range; allowed: true, false or auto"),
     (["train", "--no-such-flag"], "No such option"),
     (["list", "widgets"], "unknown list 'widgets'"),
 ]

@@ -231,8 +231,11 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
     ("e2abl", {"poison_rate_guess": 0.6}, "poison_rate_guess 0.6"),
     ("e2abl", {"relabel_confidence": 0.0}, "relabel_confidence 0.0"),
     ("e2abl", {"trap_steps": 0}, "trap_steps 0"),
-    ("e2abl", {"trap_input_steps": "yes"}, "trap_input_steps='yes' must be true or false"),
+    ("e2abl", {"trap_input_steps": "yes"},
+     "trap_input_steps 'yes' is out of range; allowed: true, false or auto"),
+    ("e2abl", {"trap_input_steps": 1}, "trap_input_steps 1 is out of range"),
     ("e2abl", {"trap_pooling": "none"}, r"\(none only with trap_input_steps=true\)"),
+    ("e2abl", {"unlearn_share": 0.3}, "unlearn_share 0.3 is out of range"),
     ("e2abl", {"high_loss_share": 0.5}, "high_loss_share 0.5 is out of range; allowed: 0 ≤ share < 0.5"),
     ("e2abl", {"class_guard": -0.1}, "class_guard -0.1 is out of range; allowed: 0 ≤ drop ≤ 1"),
 ])
@@ -318,3 +321,79 @@ def test_the_input_steps_head_refuses_inputs_too_short_for_steps():
     defense = E2ABL(trap_input_steps=True)
     with pytest.raises(BadInput, match="trap_input_steps needs inputs at least 3 long"):
         defense.build_trap(model, defense.attachment(model), data, torch.device("cpu"), seed=0)
+    # the automatic setting does not ask for what such inputs cannot give
+    auto = E2ABL()
+    assert not auto.profile(data).trap_input_steps
+    varied = ArrayDataset(torch.randn(4, 1, 2), data.y, task)
+    assert auto.profile(varied).smoothness == pytest.approx(2.0)
+    assert not auto.profile(varied).trap_input_steps
+    trap = auto.build_trap(model, auto.attachment(model), data, torch.device("cpu"), seed=0)
+    assert "steps" not in trap.pooling
+
+
+def _series_sets(seed=0):
+    """Two 60-series sets of 3×100 in 2 classes: smooth (slow waves, a little noise,
+    like GunPoint's hand positions) and jerky (a slow wave under bursts of fast
+    changes, like BasicMotions' accelerometers)."""
+    from backdoorguard.core.types import ArrayDataset
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(60) % 2
+    t = torch.linspace(0, 1, 100)
+    wave = torch.sin(2 * torch.pi * (1 + y.float())[:, None, None] * t
+                     + torch.rand(60, 3, 1, generator=g) * 6)
+    smooth = wave + 0.02 * torch.randn(60, 3, 100, generator=g)
+    bursts = (torch.rand(60, 3, 100, generator=g) < 0.5).float()
+    jerky = wave + bursts * torch.randn(60, 3, 100, generator=g)
+    task = TaskSpec("classification", "series", (3, 100), 2)
+    return ArrayDataset(smooth, y, task), ArrayDataset(jerky, y.clone(), task)
+
+
+def test_smoothness_separates_smooth_series_from_jerky_ones_and_shrugs_off_a_poison():
+    from backdoorguard.defenses.training.e2abl import SMOOTH_BELOW
+    from backdoorguard.defenses.training.trap import roughness, smoothness
+
+    smooth, jerky = _series_sets()
+    assert smoothness(smooth.x) < SMOOTH_BELOW / 4 and smoothness(jerky.x) > 2 * SMOOTH_BELOW
+    # white noise is ~1, a constant channel is left out rather than counted as smooth
+    assert abs(float(roughness(torch.randn(1, 1, 5000)).item()) - 1) < 0.05
+    assert roughness(torch.zeros(2, 1, 10)).isnan().all()
+    # 10 % of the smooth set blended with a noise pattern (α 0.3) or replaced by
+    # pure noise: their own roughness rises, the set's median stays within the
+    # clean series' 40th-60th percentiles, far below the threshold
+    clean = roughness(smooth.x)
+    x = smooth.x.clone()
+    noise = torch.randn(6, 3, 100, generator=torch.Generator().manual_seed(1))
+    x[:6] = 0.7 * x[:6] + 0.3 * noise
+    assert roughness(x[:6]).min() > 5 * clean.max()
+    for poisoned in (x, torch.cat([noise, smooth.x[6:]])):
+        assert clean.quantile(0.4) <= smoothness(poisoned) <= clean.quantile(0.6)
+        assert smoothness(poisoned) < SMOOTH_BELOW / 4
+
+
+def test_auto_turns_the_steps_head_and_larger_unlearning_on_for_smooth_series_only(runtime):
+    from backdoorguard.core.types import ArrayDataset
+
+    smooth, jerky = _series_sets()
+    auto = E2ABL(train=SHORT)
+    assert auto.trap_input_steps == "auto"
+    on, off = auto.profile(smooth), auto.profile(jerky)
+    assert on.trap_input_steps and on.unlearn_share == 0.1 and on.smoothness < 0.2
+    assert not off.trap_input_steps and off.unlearn_share == 0.02 and off.smoothness > 0.2
+    # given values win; images are never profiled
+    assert E2ABL(unlearn_share=0.04).profile(smooth).unlearn_share == 0.04
+    given = E2ABL(trap_input_steps=False).profile(smooth)
+    assert not given.trap_input_steps and given.smoothness is None and given.unlearn_share == 0.02
+    image = ArrayDataset(smooth.x[:, :1, :, None].expand(-1, -1, -1, 8).contiguous(), smooth.y,
+                         TaskSpec("classification", "image", (1, 100, 8), 2))
+    assert not auto.profile(image).trap_input_steps and auto.profile(image).smoothness is None
+    # the run builds the trap the profile says and records the decision
+    for data, steps in ((smooth, True), (jerky, False)):
+        trained = auto.fit(_model(data.task, "resnet1d", width=4), data, runtime=runtime)
+        details = trained.to_dict()["details"]
+        assert details["trap_input_steps"] is steps
+        assert details["unlearn_share"] == (0.1 if steps else 0.02)
+        assert (details["smoothness"] < 0.2) is steps and "roughness" in details["decided_by"]
+        model = _model(data.task, "resnet1d", width=4)
+        trap = auto.build_trap(model, auto.attachment(model), data, torch.device("cpu"), seed=0)
+        assert ("steps" in trap.pooling) is steps

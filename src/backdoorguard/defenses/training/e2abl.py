@@ -21,9 +21,17 @@ features learns it long before it learns the clean task. During the run:
   axis and the steps' spread, standardised by the training set's **(ours: a
   global additive trigger on a smooth series — blended noise, a sinusoid — is
   nearly invisible to the pooled stage features, whose max/avg heads ranked
-  GunPoint's poison last, but it raises every poisoned series' steps; off by
-  default, docs/e2abl.md "Series with a global trigger")**; with
-  `trap_pooling="none"` it is the trap's only head. h2
+  GunPoint's poison last, but it raises every poisoned series' steps;
+  docs/e2abl.md "Series with a global trigger")**; with `trap_pooling="none"` it
+  is the trap's only head. The default, `"auto"`, is the smooth-series profile
+  **(ours)**: on series whose training set (poisoned as given) has a median
+  `roughness` below `SMOOTH_BELOW` (0.2; GunPoint 0.002, JapaneseVowels 0.08–0.09,
+  BasicMotions 0.45–0.48, poisoned or not) the steps head is on and, unless
+  `unlearn_share` is given, the unlearnt share is `poison_rate_guess` (10 %: on
+  GunPoint's 50 series 2 % is one series, too few to remove a backdoor the trap
+  found); everywhere else (jerky series such as BasicMotions' accelerometers,
+  where the steps head learnt the activities; images; tabular) it is off and the
+  share is 2 %. h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
   on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
@@ -48,7 +56,8 @@ features learns it long before it learns the clean task. During the run:
   suspect is dropped from the main loss. With `recover_all` (default), once
   the suspects are frozen any sample the main head confidently assigns to
   another class joins them (a poison the trap missed).
-- Unlearning, from the freeze on: the `unlearn_share` (2 %) of samples with the
+- Unlearning, from the freeze on: the `unlearn_share` (2 %; smooth series 10 %,
+  see above) of samples with the
   lowest scores add a capped gradient ascent on their given label to the main
   loss (cap 2 · ln K). 5 % cost 4 clean points on digits (more clean samples
   among them) for a similar ASR. With `unlearn_recovered` (default) every
@@ -79,6 +88,7 @@ whose state dict is the plain model's. Classification, images and series.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -91,9 +101,32 @@ from ...core.types import ArrayDataset
 from ...errors import BadInput
 from ..base import Trained, TrainingDefense, register_defense
 from .common import Phases, check_params
-from .trap import Trap, TrapAndCleanse, input_steps
+from .trap import Trap, TrapAndCleanse, input_steps, smoothness
 
 POOLINGS = {"max": ("max",), "avg": ("avg",), "both": ("max", "avg"), "none": ()}
+# Median series roughness below which `trap_input_steps="auto"` turns the steps
+# head on: halfway (geometrically) between the smoothest series set it broke,
+# BasicMotions (0.45–0.48 clean or 10 % poisoned), and the roughest it helped,
+# JapaneseVowels (0.08–0.09); benchmarks/e2abl_smoothness.py measures every bundled set.
+SMOOTH_BELOW = 0.2
+UNLEARN_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What E2ABL settled on for one training set: the steps head, the unlearnt
+    share, and the statistic behind `trap_input_steps="auto"` (None when it was not
+    computed: the option was given, or the inputs are not series)."""
+
+    trap_input_steps: bool
+    unlearn_share: float
+    smoothness: float | None
+    decided_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trap_input_steps": self.trap_input_steps, "unlearn_share": self.unlearn_share,
+                "smoothness": self.smoothness, "smooth_below": SMOOTH_BELOW,
+                "decided_by": self.decided_by}
 
 
 @register_defense("e2abl", "training",
@@ -105,12 +138,13 @@ class E2ABL(TrainingDefense):
 
     def __init__(self, *, train: TrainConfig | dict[str, Any] | None = None, trap_stage: int = 0,
                  trap_width: int | None = None, trap_conv: bool = False,
-                 trap_pooling: str = "both", trap_input_steps: bool = False, trap_steps: int = 3,
+                 trap_pooling: str = "both", trap_input_steps: bool | str = "auto",
+                 trap_steps: int = 3,
                  trap_lr: float = 1e-3, gamma: float | None = None,
                  poison_rate_guess: float = 0.1, start_share: float = 0.01,
                  warmup_epochs: int = 1, ramp_epochs: int | None = None, rank_pass: bool = False,
                  recover_all: bool = True,
-                 relabel_confidence: float = 0.99, unlearn_share: float = 0.02,
+                 relabel_confidence: float = 0.99, unlearn_share: float | None = None,
                  unlearn_weight: float = 1.0, ascent_cap: float | None = None,
                  unlearn_recovered: bool = True, high_loss_share: float = 0.02,
                  class_guard: float = 0.05) -> None:
@@ -119,7 +153,11 @@ class E2ABL(TrainingDefense):
             "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
             "trap_width": (trap_width is None or trap_width >= 1, trap_width,
                            "an integer ≥ 1 or none"),
-            "trap_pooling": (trap_pooling in POOLINGS and (trap_pooling != "none" or trap_input_steps),
+            "trap_input_steps": (trap_input_steps is True or trap_input_steps is False
+                                 or trap_input_steps == "auto", trap_input_steps,
+                                 "true, false or auto"),
+            "trap_pooling": (trap_pooling in POOLINGS
+                             and (trap_pooling != "none" or trap_input_steps is True),
                              trap_pooling, "one of " + ", ".join(POOLINGS)
                              + " (none only with trap_input_steps=true)"),
             "trap_steps": (trap_steps >= 1, trap_steps, "an integer ≥ 1"),
@@ -134,8 +172,9 @@ class E2ABL(TrainingDefense):
                             "an integer ≥ 1 or none"),
             "relabel_confidence": (0.0 < relabel_confidence <= 1.0, relabel_confidence,
                                    "0 < confidence ≤ 1"),
-            "unlearn_share": (0.0 <= unlearn_share <= 2 * poison_rate_guess, unlearn_share,
-                              "0 ≤ share ≤ 2 × poison_rate_guess"),
+            "unlearn_share": (unlearn_share is None
+                              or 0.0 <= unlearn_share <= 2 * poison_rate_guess, unlearn_share,
+                              "0 ≤ share ≤ 2 × poison_rate_guess, or none (the profile's)"),
             "unlearn_weight": (unlearn_weight >= 0, unlearn_weight, "≥ 0"),
             "ascent_cap": (ascent_cap is None or ascent_cap > 0, ascent_cap, "> 0 or none"),
             "high_loss_share": (0.0 <= high_loss_share < 0.5, high_loss_share, "0 ≤ share < 0.5"),
@@ -143,15 +182,35 @@ class E2ABL(TrainingDefense):
                             "0 ≤ drop ≤ 1 (1 turns the guard off)")})
         self.trap_stage, self.trap_width, self.trap_conv = int(trap_stage), trap_width, bool(trap_conv)
         self.trap_pooling, self.trap_steps, self.trap_lr = trap_pooling, int(trap_steps), float(trap_lr)
-        self.trap_input_steps = bool(trap_input_steps)
+        self.trap_input_steps = trap_input_steps
         self.gamma, self.poison_rate_guess = gamma, float(poison_rate_guess)
         self.start_share, self.warmup_epochs = float(start_share), int(warmup_epochs)
         self.ramp_epochs, self.relabel_confidence = ramp_epochs, float(relabel_confidence)
         self.rank_pass, self.recover_all = bool(rank_pass), bool(recover_all)
-        self.unlearn_share, self.unlearn_weight = float(unlearn_share), float(unlearn_weight)
+        self.unlearn_share = None if unlearn_share is None else float(unlearn_share)
+        self.unlearn_weight = float(unlearn_weight)
         self.ascent_cap = ascent_cap
         self.unlearn_recovered, self.high_loss_share = bool(unlearn_recovered), float(high_loss_share)
         self.class_guard = float(class_guard)
+
+    def profile(self, data: ArrayDataset) -> Profile:
+        """The steps head and the unlearnt share for this training set: as given, or
+        with `trap_input_steps="auto"` the smooth-series profile when the data are
+        series whose median roughness is below `SMOOTH_BELOW`."""
+        if self.trap_input_steps != "auto":
+            steps, value, why = bool(self.trap_input_steps), None, "given"
+        elif data.task.modality != "series":
+            steps, value, why = False, None, f"auto: {data.task.modality} inputs"
+        else:
+            value = smoothness(data.x)
+            # NaN (nothing varies) is off; so is a 2-step series (its roughness is 2)
+            steps = value < SMOOTH_BELOW
+            why = (f"auto: median series roughness {value:.3f} "
+                   f"{'<' if steps else '≥'} {SMOOTH_BELOW}")
+        smooth_series = steps and self.trap_input_steps == "auto"
+        share = (self.unlearn_share if self.unlearn_share is not None
+                 else self.poison_rate_guess if smooth_series else UNLEARN_SHARE)
+        return Profile(steps, share, value, why)
 
     def attachment(self, model: nn.Module) -> nn.Module:
         """The trunk stage the trap reads (the model's `stages`, timm-style)."""
@@ -165,9 +224,12 @@ class E2ABL(TrainingDefense):
         return stages[self.trap_stage]
 
     def build_trap(self, model: nn.Module, stage: nn.Module, data: ArrayDataset,
-                   device: torch.device, seed: int) -> Trap:
+                   device: torch.device, seed: int, steps_head: bool | None = None) -> Trap:
         """A trap sized to the stage's output, initialised from `seed` (the global
-        random state is left as it was)."""
+        random state is left as it was); with the steps head when `steps_head`
+        (default: the data set's profile)."""
+        if steps_head is None:
+            steps_head = self.profile(data).trap_input_steps
         seen: list[torch.Tensor] = []
         handle = stage.register_forward_hook(lambda m, i, out: seen.append(out))
         model.to(device).eval()
@@ -179,7 +241,7 @@ class E2ABL(TrainingDefense):
             raise BadInput(f"e2abl: stage {self.trap_stage} gives features of shape "
                            f"{tuple(shape[1:])}; the trap needs C×T or C×H×W maps")
         stats = None
-        if self.trap_input_steps:
+        if steps_head:
             if data.x.shape[-1] < 3:
                 raise BadInput(f"e2abl: trap_input_steps needs inputs at least 3 long on their "
                                f"last axis, not {data.x.shape[-1]}")
@@ -199,8 +261,11 @@ class E2ABL(TrainingDefense):
         self.check_task(poisoned.task)
         device = runtime.torch_device
         stage = self.attachment(model)
-        trap = self.build_trap(model, stage, poisoned, device, runtime.seed)
-        run = TrapAndCleanse(self, trap, poisoned, self.train.epochs, device)
+        profile = self.profile(poisoned)
+        trap = self.build_trap(model, stage, poisoned, device, runtime.seed,
+                               profile.trap_input_steps)
+        run = TrapAndCleanse(self, trap, poisoned, self.train.epochs, device,
+                             profile.unlearn_share)
         handle = stage.register_forward_hook(run.capture)
         try:
             history = fit(model, poisoned, self.train, objective=run, hooks=[run],
@@ -210,7 +275,7 @@ class E2ABL(TrainingDefense):
         phases = Phases(len(poisoned))
         phases.add("e2abl", history, len(poisoned))
         last = run.rounds[-1] if run.rounds else {"share": 0.0, "relabelled": 0, "dropped": 0}
-        details = {"gamma": run.gamma, "trap_stage": self.trap_stage,
+        details = {**profile.to_dict(), "gamma": run.gamma, "trap_stage": self.trap_stage,
                    "trap_parameters": sum(p.numel() for p in trap.parameters()),
                    "share": last["share"], "relabelled": last["relabelled"],
                    "dropped": last["dropped"], "unlearnt": int(run.confirmed.sum()),

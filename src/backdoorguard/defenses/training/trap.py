@@ -28,6 +28,26 @@ def input_steps(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([steps.abs().amax(2), steps.abs().mean(2), steps.std(2)], 1)
 
 
+def roughness(x: torch.Tensor) -> torch.Tensor:
+    """Per series [B]: per channel the mean squared step between neighbours over
+    twice the channel's variance (about 1 − its lag-1 autocorrelation: near 0 for
+    a slow wave, 1 for white noise), averaged over the series' channels; constant
+    channels are left out (a wholly constant series gives NaN)."""
+    x = x.double().flatten(2)
+    variance = x.var(-1, unbiased=False)
+    rough = x.diff(dim=-1).pow(2).mean(-1) / (2 * variance.clamp(min=1e-12))
+    return torch.where(variance > 1e-12, rough, torch.nan).nanmean(1)
+
+
+def smoothness(x: torch.Tensor) -> float:
+    """The median `roughness` over the series of a set (NaN when none varies).
+    The median, not the mean: a 10 % poison with a noisy trigger raises its own
+    series' roughness but moves the median only within the clean series' 40th–60th
+    percentiles."""
+    return float(torch.cat([roughness(x[i:i + 512]) for i in range(0, len(x), 512)])
+                 .nanmedian())
+
+
 class Trap(nn.Module):
     """h2: conv block on one stage's features, then one linear head per pooling;
     with `input_stats` (the training inputs' `input_steps` mean and std) one more
@@ -77,8 +97,11 @@ class TrapAndCleanse(Hook):
     unlearning) and, as a hook, the trap's training, ranking and cleansing."""
 
     def __init__(self, defense: E2ABL, trap: Trap, data: ArrayDataset, epochs: int,
-                 device: torch.device) -> None:
+                 device: torch.device, unlearn_share: float | None = None) -> None:
         self.d, self.trap, self.epochs = defense, trap, epochs
+        # the defense's share for this data set (its profile) unless given
+        self.unlearn_share = (defense.profile(data).unlearn_share if unlearn_share is None
+                              else unlearn_share)
         classes = data.task.num_outputs
         self.loss = task_loss(data.task)
         self.gamma = lga_gamma(classes, defense.gamma)
@@ -176,11 +199,11 @@ class TrapAndCleanse(Hook):
 
     def confirm_lowest(self) -> None:
         """Unlearn the `unlearn_share` lowest-scored samples outside the spared classes."""
-        if self.d.unlearn_share <= 0:
+        if self.unlearn_share <= 0:
             return
         order = self.score.argsort(stable=True).to(self.given.device)
         order = order[~self.spared[self.given[order]]]
-        self.confirmed[order[:count(self.d.unlearn_share, len(self.given))]] = True
+        self.confirmed[order[:count(self.unlearn_share, len(self.given))]] = True
 
     @torch.no_grad()
     def ranking_pass(self, state: TrainState) -> None:
