@@ -1,10 +1,11 @@
 """Training-time defenses: plain training, ABL and E2ABL on poisoned data.
 
-Per cell (data set × attack, 10 % poisoning, target 0; SIG poisons every
-target-class sample, the share it needs) three models are trained one after the
-other in one process with the data set's recipe and seed 0: plain training on
-the poisoned set, ABL and E2ABL (their default parameters). Per data set one
-plain model on clean data gives the clean-accuracy reference of the bars.
+Per cell (data set × attack, 10 % poisoning, target 0; SIG poisons the share of
+the target class it needs) three models are trained one after the other in one
+process with the data set's recipe and seed 0: plain training on the poisoned
+set, ABL and E2ABL (their default parameters). Each cell's attack is the attack
+zoo's bar setting (benchmarks/attacks.py: `PARAMS`, `SIG_SHARE`). Per data set
+one plain model on clean data gives the clean-accuracy reference of the bars.
 Results are cached in the JSON file (one entry per data set, attack and method),
 so an interrupted run resumes; `--fresh` starts over; `--rerun` runs the chosen
 cells and methods again (after a default changed), keeping the rest.
@@ -18,6 +19,7 @@ docs/results/training_defense.json and docs/training-defense.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -32,6 +34,8 @@ from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
 from backdoorguard.pipeline import resolve, train_run
 
+from attacks import PARAMS, cell_config
+
 RESULTS = Path("docs/results/training_defense.json")
 PAGE = Path("docs/training-defense.md")
 
@@ -44,13 +48,23 @@ GRID = {"digits": IMAGE_ATTACKS, "ucr:GunPoint": SERIES_ATTACKS,
 METHODS = ["plain", "abl", "e2abl"]
 RATE, TARGET = 0.1, 0
 SERIES_NAMES = {"badnets": "static", "wanet": "time-warp"}
+# Grid cells whose attack is another attack-zoo cell's: on mnist5k the SIG that
+# passes the attack bar poisons half of the target class (`sig-half`).
+ZOO_CELL = {("mnist5k", "sig"): ("mnist5k", "sig-half")}
+# JapaneseVowels is not in the attack zoo. Its time warp follows GunPoint's (a
+# local warp, k = 32 at the default strength) as far as its 29 steps allow: one
+# control point per step.
+GRID_PARAMS = {("ucr:JapaneseVowels", "wanet"): {"k": 29}}
 
 
+@functools.cache
 def attack_config(dataset: str, attack: str) -> AttackConfig:
-    rate = RATE
-    if attack == "sig":  # clean-label: every target-class sample
-        rate = float((load_dataset(dataset).train.y == TARGET).float().mean()) - 1e-6
-    return AttackConfig(name=attack, poison_rate=rate, target=TARGET)
+    """The attack zoo's bar setting for this cell: its trigger parameters and,
+    for SIG, its share of the target class."""
+    zoo_dataset, zoo_attack = ZOO_CELL.get((dataset, attack), (dataset, attack))
+    config = cell_config(dataset, zoo_attack)  # the rate on this grid's data set
+    params = GRID_PARAMS.get((dataset, attack), PARAMS.get((zoo_dataset, zoo_attack), {}))
+    return config.model_copy(update={"params": dict(params)})
 
 
 def variant(method: str) -> tuple[str, dict]:
@@ -72,6 +86,8 @@ def run_one(dataset: str, attack: str | None, method: str, runtime: Runtime) -> 
     row = {"dataset": dataset, "attack": attack, "method": method,
            "model": result.resolved.model_name,
            "poison_rate": config.poison_rate if config else 0.0,
+           "attack_settings": config.params if config else {},
+           "attack_spec": result.attack.spec()["params"] if result.attack else None,
            "metrics": result.metrics.to_dict(),
            "train_seconds": round(result.history.seconds, 2),
            "passes": round(result.history.passes, 3),
@@ -102,17 +118,47 @@ def passes_bar(e2abl: dict, clean_acc: float | None, plain: dict) -> bool | None
     return m["asr"] <= 0.05 and m["clean_acc"] >= clean_acc - 0.02
 
 
+def current(row: dict) -> bool:
+    """The row was trained with its cell's attack as the grid sets it now (rows
+    from before the settings were stored had the attack's defaults)."""
+    config = attack_config(row["dataset"], row["attack"])
+    return (row.get("attack_settings", {}) == config.params
+            and abs(row["poison_rate"] - config.poison_rate) < 1e-9)
+
+
 def cell_rows(results: dict) -> list[dict]:
+    """One row per cell with any stored run; `runs` holds only the methods run
+    with the cell's current attack, `stale` the methods stored from an earlier one."""
     rows = []
     for dataset, attacks in GRID.items():
         clean = results.get(f"{dataset}|clean|plain")
         for attack in attacks:
-            runs = {m: results.get(f"{dataset}|{attack}|{m}") for m in METHODS}
-            if not all(runs.values()):
+            stored = {m: results.get(f"{dataset}|{attack}|{m}") for m in METHODS}
+            if not any(stored.values()):
                 continue
+            runs = {m: row for m, row in stored.items() if row and current(row)}
             rows.append({"dataset": dataset, "attack": attack, "runs": runs,
+                         "stale": [m for m, row in stored.items() if row and m not in runs],
                          "clean_acc": clean["metrics"]["clean_acc"] if clean else None})
     return rows
+
+
+def settings_lines() -> list[str]:
+    """The grid cells whose attack is not the attack's defaults at 10 %."""
+    lines = []
+    for dataset, attacks in GRID.items():
+        for attack in attacks:
+            config = attack_config(dataset, attack)
+            if not config.params and config.poison_rate == RATE:
+                continue
+            zoo = ZOO_CELL.get((dataset, attack), (dataset, attack))
+            source = ("not in the attack zoo" if (dataset, attack) in GRID_PARAMS
+                      else "" if zoo == (dataset, attack) else f"the zoo's {zoo[1]}")
+            source = f" ({source})" if source else ""
+            params = json.dumps(config.params, sort_keys=True) if config.params else "defaults"
+            lines.append(f"- {dataset} {attack}{source}: poison rate {config.poison_rate:.3f}, "
+                         f"`{params}`")
+    return lines
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -139,8 +185,8 @@ def write_page(results: dict) -> None:
     rows = cell_rows(results)
     lines = [
         "# Training-time defenses: plain training, ABL, E2ABL", "",
-        "A poisoned training set (10 % poisoning, target class 0; SIG poisons every",
-        "target-class sample), the data set's recipe (model and training settings), seed 0,",
+        "A poisoned training set (10 % poisoning, target class 0; SIG poisons the share of the",
+        "target class it needs), the data set's recipe (model and training settings), seed 0,",
         "one CPU thread. Per cell three models: plain training, ABL and E2ABL with their",
         "defaults (docs/abl.md, docs/e2abl.md), one after the other in one process unless the",
         "notes below say otherwise.",
@@ -155,7 +201,10 @@ def write_page(results: dict) -> None:
         "",
         "Reproduce: `python benchmarks/training_defense.py --threads 1` (resumes from",
         "`docs/results/training_defense.json`; `--cells digits 'ucr:GunPoint|badnets'` runs",
-        "a part of the grid).", ""]
+        "a part of the grid; `--rerun` trains stored cells again).", "",
+        "Attack settings: the attack zoo's bar settings (benchmarks/attacks.py, docs/attacks.md);",
+        "the cells not at the attack's defaults with 10 % poisoning:", "",
+        *settings_lines(), ""]
     if rows:
         lines += ["| data set | attack | clean ref | plain acc / ASR | ABL acc / ASR | ABL prec / rec "
                   "| E2ABL acc / ASR | E2ABL prec / rec | cost ABL | cost E2ABL | E2ABL bar |",
@@ -164,10 +213,15 @@ def write_page(results: dict) -> None:
     verdicts = []
     for row in rows:
         runs = row["runs"]
-        ok = passes_bar(runs["e2abl"], row["clean_acc"], runs["plain"])
-        verdicts.append(ok)
+        complete = all(m in runs for m in METHODS)
+        ok = passes_bar(runs["e2abl"], row["clean_acc"], runs["plain"]) if complete else None
+        if complete:
+            verdicts.append(ok)
         cells = []
         for m in METHODS:
+            if m not in runs:  # not run, or run with an earlier attack setting
+                cells += ["—"] if m == "plain" else ["—", "—"]
+                continue
             metrics = runs[m]["metrics"]
             cells.append(f"{metrics['clean_acc']:.3f} / {metrics['asr']:.3f}")
             if m != "plain":
@@ -176,20 +230,26 @@ def write_page(results: dict) -> None:
         for m in ("abl", "e2abl"):
             # a ratio only between runs made side by side (same day, same process
             # load): seconds from different sessions of a shared machine do not compare
-            if runs[m].get("date") == runs["plain"].get("date"):
+            if m in runs and "plain" in runs and runs[m].get("date") == runs["plain"].get("date"):
                 cost[m] = runs[m]["train_seconds"] / max(runs["plain"]["train_seconds"], 1e-9)
                 ratios[m].append(cost[m])
         series = load_dataset(row["dataset"]).task.modality == "series"
         name = SERIES_NAMES.get(row["attack"], row["attack"]) if series else row["attack"]
-        verdict = ("n/a (attack did not take)" if ok is None and row["clean_acc"] is not None
+        pending = [m for m in METHODS if m not in runs]
+        verdict = (f"pending ({', '.join(pending)}: "
+                   f"{'earlier attack setting' if set(pending) <= set(row['stale']) else 'not run'})"
+                   if pending
+                   else "n/a (attack did not take)" if ok is None and row["clean_acc"] is not None
                    else "—" if ok is None else "pass" if ok else "**miss**")
         lines.append(f"| {row['dataset']} | {name} | {fmt(row['clean_acc'])} | " + " | ".join(cells)
                      + f" | {ratio_text(cost.get('abl'))} | {ratio_text(cost.get('e2abl'))} | {verdict} |")
-    if rows:
-        means = {m: (statistics.mean(r["runs"][m]["metrics"]["clean_acc"] for r in rows),
-                     statistics.mean(r["runs"][m]["metrics"]["asr"] for r in rows)) for m in METHODS}
+    complete = [r for r in rows if all(m in r["runs"] for m in METHODS)]
+    if complete:
+        means = {m: (statistics.mean(r["runs"][m]["metrics"]["clean_acc"] for r in complete),
+                     statistics.mean(r["runs"][m]["metrics"]["asr"] for r in complete))
+                 for m in METHODS}
         judged = [v for v in verdicts if v is not None]
-        lines += ["", f"## Summary over the {len(rows)} cells run", "",
+        lines += ["", f"## Summary over the {len(complete)} cells run with all three methods", "",
                   "| method | mean clean acc | mean ASR | median cost vs plain |",
                   "| --- | --- | --- | --- |"]
         for m in METHODS:
@@ -215,14 +275,17 @@ def write_page(results: dict) -> None:
                   "| --- | --- | --- | --- | --- |"]
         for key in extras:
             row = results[key]
-            lines.append(f"| {row['dataset']} | {row['attack']} | `{row['method']}` | "
+            # a variant run with an earlier attack setting than the cell's current one
+            earlier = "" if current(row) else " (earlier attack setting)"
+            lines.append(f"| {row['dataset']} | {row['attack']}{earlier} | `{row['method']}` | "
                          f"{row['metrics']['clean_acc']:.3f} / {row['metrics']['asr']:.3f} | "
                          f"{fmt(row.get('precision'), 2)} / {fmt(row.get('recall'), 2)} |")
+    runs = {(r["dataset"], r["attack"]): r["runs"] for r in rows}
     missing = [f"{d}|{a}" for d, attacks in GRID.items() for a in attacks
-               if not all(f"{d}|{a}|{m}" in results for m in METHODS)]
+               if not all(m in runs.get((d, a), {}) for m in METHODS)]
     if missing:
-        lines += ["", f"Not run yet ({len(missing)} cells): " + ", ".join(f"`{c}`" for c in missing)
-                  + "."]
+        lines += ["", f"Not run yet with the current attack settings, in part or in full "
+                  f"({len(missing)} cells): " + ", ".join(f"`{c}`" for c in missing) + "."]
     notes = Path("docs/training-defense-notes.md")
     if notes.exists():
         lines += ["", notes.read_text().rstrip()]
