@@ -24,8 +24,7 @@ import torch
 from backdoorguard.core.checkpoint import load_model
 from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
-from backdoorguard.defenses.purification.sms import SMS, surrogate_attack
-from backdoorguard.models import skip_connections
+from backdoorguard.defenses.purification.sms import SMS
 from backdoorguard.pipeline import clean_subset
 from purification_probe import emit, matching
 
@@ -55,13 +54,8 @@ def main() -> None:
         for kind in args.triggers:
             for seed in args.seeds:
                 seeded = dataclasses.replace(runtime, seed=seed)
-                trigger = surrogate_attack(clean.task, kind)
                 start = time.perf_counter()
-                surrogate, _ = sms.plant(model, clean, trigger, seeded)
-                x_trig, y_target = sms.probe_set(trigger, clean, seed)
-                with torch.no_grad():
-                    found = sms.scores(surrogate, skip_connections(surrogate), x_trig,
-                                       y_target, clean.task)
+                found, _ = sms.surrogate_scores(model, clean, kind, seeded)
                 scores = {name: round(v, 4) for name, v in found["score"].items()}
                 emit({"cell": f"{record['setting']}|{record['attack']}", "trigger": kind,
                       "seed": seed, "steps": args.steps, "probe_size": args.probe_size,

@@ -34,7 +34,7 @@ from backdoorguard.core.runtime import Runtime
 from backdoorguard.data import load_dataset
 from backdoorguard.pipeline import resolve, train_run
 
-from attacks import PARAMS, cell_config
+from attacks import cell_config
 
 RESULTS = Path("docs/results/training_defense.json")
 PAGE = Path("docs/training-defense.md")
@@ -50,7 +50,7 @@ RATE, TARGET = 0.1, 0
 SERIES_NAMES = {"badnets": "static", "wanet": "time-warp"}
 # Grid cells whose attack is another attack-zoo cell's: on mnist5k the SIG that
 # passes the attack bar poisons half of the target class (`sig-half`).
-ZOO_CELL = {("mnist5k", "sig"): ("mnist5k", "sig-half")}
+ZOO_ATTACK = {("mnist5k", "sig"): "sig-half"}
 # JapaneseVowels is not in the attack zoo. Its time warp follows GunPoint's (a
 # local warp, k = 32 at the default strength) as far as its 29 steps allow: one
 # control point per step.
@@ -61,9 +61,8 @@ GRID_PARAMS = {("ucr:JapaneseVowels", "wanet"): {"k": 29}}
 def attack_config(dataset: str, attack: str) -> AttackConfig:
     """The attack zoo's bar setting for this cell: its trigger parameters and,
     for SIG, its share of the target class."""
-    zoo_dataset, zoo_attack = ZOO_CELL.get((dataset, attack), (dataset, attack))
-    config = cell_config(dataset, zoo_attack)  # the rate on this grid's data set
-    params = GRID_PARAMS.get((dataset, attack), PARAMS.get((zoo_dataset, zoo_attack), {}))
+    config = cell_config(dataset, ZOO_ATTACK.get((dataset, attack), attack))
+    params = GRID_PARAMS.get((dataset, attack), config.params)
     return config.model_copy(update={"params": dict(params)})
 
 
@@ -151,9 +150,9 @@ def settings_lines() -> list[str]:
             config = attack_config(dataset, attack)
             if not config.params and config.poison_rate == RATE:
                 continue
-            zoo = ZOO_CELL.get((dataset, attack), (dataset, attack))
+            zoo = ZOO_ATTACK.get((dataset, attack))
             source = ("not in the attack zoo" if (dataset, attack) in GRID_PARAMS
-                      else "" if zoo == (dataset, attack) else f"the zoo's {zoo[1]}")
+                      else f"the zoo's {zoo}" if zoo else "")
             source = f" ({source})" if source else ""
             params = json.dumps(config.params, sort_keys=True) if config.params else "defaults"
             lines.append(f"- {dataset} {attack}{source}: poison rate {config.poison_rate:.3f}, "
@@ -213,9 +212,9 @@ def write_page(results: dict) -> None:
     verdicts = []
     for row in rows:
         runs = row["runs"]
-        complete = all(m in runs for m in METHODS)
-        ok = passes_bar(runs["e2abl"], row["clean_acc"], runs["plain"]) if complete else None
-        if complete:
+        pending = [m for m in METHODS if m not in runs]
+        ok = None if pending else passes_bar(runs["e2abl"], row["clean_acc"], runs["plain"])
+        if not pending:
             verdicts.append(ok)
         cells = []
         for m in METHODS:
@@ -235,7 +234,6 @@ def write_page(results: dict) -> None:
                 ratios[m].append(cost[m])
         series = load_dataset(row["dataset"]).task.modality == "series"
         name = SERIES_NAMES.get(row["attack"], row["attack"]) if series else row["attack"]
-        pending = [m for m in METHODS if m not in runs]
         verdict = (f"pending ({', '.join(pending)}: "
                    f"{'earlier attack setting' if set(pending) <= set(row['stale']) else 'not run'})"
                    if pending

@@ -225,6 +225,21 @@ class SMS(FineTuningPurifier):
         score = asr_score if self.measure == "asr" else margin_score
         return {self.measure: curves, "score": {name: score(c) for name, c in curves.items()}}
 
+    def probe_blocks(self, probed: nn.Module, trigger: Any, clean: ArrayDataset,
+                     seed: int) -> dict:
+        """The probe's curves and block scores of `probed` under `trigger`."""
+        x_trig, y_target = self.probe_set(trigger, clean, seed)
+        with torch.no_grad():
+            return self.scores(probed, skip_connections(probed), x_trig, y_target, clean.task)
+
+    def surrogate_scores(self, model: nn.Module, clean: ArrayDataset, kind: str,
+                         runtime: Runtime):
+        """Train one surrogate carrying our `kind` of trigger (seeded by the
+        runtime) and probe it: (its curves and block scores, the planting run)."""
+        trigger = surrogate_attack(clean.task, kind)
+        probed, planting = self.plant(model, clean, trigger, runtime)
+        return self.probe_blocks(probed, trigger, clean, runtime.seed), planting
+
     def choose(self, model: nn.Module, clean: ArrayDataset, runtime: Runtime, histories: list):
         """(critical block, the probe's curves and scores, the probe used). With
         several surrogates (seeds runtime.seed + k, trigger kinds taken in turn from
@@ -232,23 +247,15 @@ class SMS(FineTuningPurifier):
         every surrogate that sees an effect casts one vote spread over the blocks,
         and the votes are added."""
         if self.probe != "surrogate":
-            x_trig, y_target = self.probe_set(self.trigger, clean, runtime.seed)
-            with torch.no_grad():
-                found = self.scores(model, skip_connections(model), x_trig, y_target,
-                                    clean.task)
+            found = self.probe_blocks(model, self.trigger, clean, runtime.seed)
             return self.critical(found["score"]), found, self.probe
         votes: dict[str, float] = {}
         each = []
         for k in range(self.surrogates):
             seeded = dataclasses.replace(runtime, seed=runtime.seed + k)
             kind = self.surrogate_triggers[k % len(self.surrogate_triggers)]
-            trigger = surrogate_attack(clean.task, kind)
-            probed, planting = self.plant(model, clean, trigger, seeded)
+            found, planting = self.surrogate_scores(model, clean, kind, seeded)
             histories.append(planting)
-            x_trig, y_target = self.probe_set(trigger, clean, seeded.seed)
-            with torch.no_grad():
-                found = self.scores(probed, skip_connections(probed), x_trig, y_target,
-                                    clean.task)
             each.append({"trigger": kind, "seed": seeded.seed, **found})
             total = sum(max(v, 0.0) for v in found["score"].values())
             for name, value in found["score"].items():
