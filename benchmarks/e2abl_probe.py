@@ -45,7 +45,10 @@ from backdoorguard.defenses.training.trap import input_steps, percentile_ranks
 from backdoorguard.models import create_model
 from backdoorguard.pipeline import build_attack, resolve
 
+from training_defense import attack_config as grid_attack
+
 RATE, TARGET = 0.1, 0
+ATTACK_DEFAULTS = False
 
 
 class Probe(Hook):
@@ -216,15 +219,19 @@ def class_accuracy(model, test) -> list[float]:
 
 
 def setup(dataset: str, attack_name: str, seed: int, threads: int):
-    """The recipe's data, a fresh seeded model, the attack and the poisoned set."""
-    run_config = TrainRun(dataset=dataset, attack=AttackConfig(name=attack_name, poison_rate=RATE,
-                                                               target=TARGET))
+    """The recipe's data, a fresh seeded model, the attack and the poisoned set. The
+    attack is the training-defense grid's setting for the cell (the attack zoo's
+    bar settings) unless `ATTACK_DEFAULTS` (`--attack-defaults`: the attack's own
+    defaults at 10 %, as runs before 2026-12-07 used)."""
+    config = (AttackConfig(name=attack_name, poison_rate=RATE, target=TARGET) if ATTACK_DEFAULTS
+              else grid_attack(dataset, attack_name))
+    run_config = TrainRun(dataset=dataset, attack=config)
     resolved = resolve(run_config)
     runtime = Runtime(seed=seed, device="cpu", threads=threads, progress=False)
     attack = build_attack(run_config.attack, resolved.data.task)
     runtime.apply()
     model = create_model(resolved.model_name, resolved.data.task, **resolved.model_args)
-    poisoned = attack.poison(resolved.data.train, RATE, seed=seed)
+    poisoned = attack.poison(resolved.data.train, config.poison_rate, seed=seed)
     return resolved, runtime, attack, model, poisoned
 
 
@@ -263,7 +270,12 @@ def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bo
             "precision": round(final.get("precision", 0.0), 3),
             "recall": round(final.get("recall", 0.0), 3), "seconds": round(seconds, 1),
             "train_seconds": round(trained.cost.seconds, 2),
-            "unlearnt": trained.details["unlearnt"], "epochs": probes[0].epochs}
+            "unlearnt": trained.details["unlearnt"],
+            "presumed_target": trained.details["presumed_target"],
+            "spared_classes": trained.details["spared_classes"],
+            "class_acc": class_accuracy(trained.model, resolved.data.test),
+            "attack_spec": attack.spec(), "poison_rate": len(poison) / len(poisoned),
+            "epochs": probes[0].epochs}
 
 
 def main() -> None:
@@ -280,9 +292,13 @@ def main() -> None:
     parser.add_argument("--side", nargs="*", default=[], choices=sorted(SIDE_FEATURES),
                         help="diagnostic: linear traps on these features of the raw input, "
                              "their loss AUROC vs the poison per epoch")
+    parser.add_argument("--attack-defaults", action="store_true",
+                        help="the attack's own defaults at 10 %% instead of the grid's setting")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/e2abl_probe.jsonl"))
     args = parser.parse_args()
+    global ATTACK_DEFAULTS
+    ATTACK_DEFAULTS = args.attack_defaults
     torch.set_num_threads(args.threads)
     params = key_values(args.param, "--param") or {}
     for attack in args.attack:
