@@ -131,7 +131,10 @@ class Probe(Hook):
         record["clean_unlearnt_classes"] = class_counts(given[clean_unlearnt], self.classes)
         record["spared_classes"] = torch.nonzero(run.spared.cpu()).flatten().tolist()
         if run.frozen:
-            record["held_acc"] = [round(float(v), 3) for v in run.held_accuracy()]
+            held, count = run.held_accuracy()
+            record["held_acc"] = [round(float(v), 3) for v in held]
+            record["held_count"] = [int(c) for c in count]
+            record["guard_reading"] = run.reading
             if run.best is not None:
                 record["held_best"] = [round(float(v), 3) for v in run.best]
         if self.trace:

@@ -125,7 +125,7 @@ def test_after_the_freeze_the_highest_main_losses_leave_the_main_loss():
     assert int((off.weight == 0).sum()) == 1 and not off.confirmed[0]
 
 
-def _guarded_round(target=0, **params):
+def _guarded_round(target=0, rounds_low=0, **params):
     """One cleansing round after the freeze on 30 samples of 3 classes (10 each),
     10 % unlearnt. Suspects 0 and 1 (class 0) and 10 (class 1) are being unlearnt; the main head
     puts all three in class 2, and also puts the non-suspects 11-13 of class 1 in
@@ -141,7 +141,7 @@ def _guarded_round(target=0, **params):
     defense = E2ABL(train=SHORT, ramp_epochs=1, high_loss_share=0.0, unlearn_share=0.1, **params)
     run = TrapAndCleanse(defense, Trap(1, 2, 3, 1, ("max",), False), data, 3, torch.device("cpu"))
     run.frozen, run.suspects = True, torch.tensor([0, 1, 10])
-    run.best, run.target = torch.ones(3), target
+    run.best, run.target, run.target_low = torch.ones(3), target, rounds_low
     run.score = torch.linspace(0, 1, 30)         # trap scores: sample 0 lowest
     run.confirmed[[0, 1, 10]] = True
     run.confidence[:] = 1.0
@@ -150,7 +150,9 @@ def _guarded_round(target=0, **params):
     return run
 
 
-def test_the_class_guard_stops_unlearning_a_class_it_is_hurting():
+def test_the_class_guard_stops_unlearning_a_class_it_is_hurting(monkeypatch):
+    import backdoorguard.defenses.training.trap as trap_module
+
     # class 1's held accuracy fell from its best, 1.0, to 6/9: its suspect is a clean
     # sample the trap took for poison, so class 1 is spared and its suspect released
     # (trained with its given label, no longer unlearnt); class 0 is not hurt and its
@@ -163,9 +165,20 @@ def test_the_class_guard_stops_unlearning_a_class_it_is_hurting():
     assert run.labels[0] == 2 and run.labels[10] == 1 and run.weight[10] == 1.0
     # the unlearnt share (10 %: 3 samples) is refilled from the other classes
     assert run.confirmed[2] and int(run.confirmed.sum()) == 3
-    # the class holding the most suspects at the freeze is the presumed target: its
-    # clean accuracy is the price of unlearning the backdoor, it is never spared
-    kept = _guarded_round(target=1)
+    # the class holding the most suspects at the freeze is the presumed target: some
+    # of its clean accuracy is the price of unlearning the backdoor, so it is spared
+    # only past the wider `target_guard`, after losing TARGET_GUARD_SAMPLES (10) held
+    # samples, for TARGET_GUARD_EPOCHS (2) rounds in a row. Class 1 lost a third of
+    # its 9 held samples here: 3, too few
+    kept = _guarded_round(target=1, target_guard=0.3)
+    assert not kept.spared.any() and kept.confirmed[10] and kept.labels[10] == 2
+    assert kept.reading["target_low"] == 0
+    monkeypatch.setattr(trap_module, "TARGET_GUARD_SAMPLES", 3)
+    dip = _guarded_round(target=1, target_guard=0.3)          # low for one round: a dip
+    assert not dip.spared.any() and dip.reading["target_low"] == 1
+    collapsed = _guarded_round(target=1, target_guard=0.3, rounds_low=1)
+    assert collapsed.spared.tolist() == [False, True, False] and not collapsed.confirmed[10]
+    kept = _guarded_round(target=1, target_guard=0.4, rounds_low=1)   # a third is not past 0.4
     assert not kept.spared.any() and kept.confirmed[10] and kept.labels[10] == 2
     off = _guarded_round(class_guard=1.0)
     assert not off.spared.any() and off.confirmed[10] and off.labels[10] == 2
@@ -238,6 +251,9 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
     ("e2abl", {"unlearn_share": 0.3}, "unlearn_share 0.3 is out of range"),
     ("e2abl", {"high_loss_share": 0.5}, "high_loss_share 0.5 is out of range; allowed: 0 ≤ share < 0.5"),
     ("e2abl", {"class_guard": -0.1}, "class_guard -0.1 is out of range; allowed: 0 ≤ drop ≤ 1"),
+    ("e2abl", {"target_guard": 1.5},
+     r"target_guard 1.5 is out of range; allowed: 0 ≤ drop ≤ 1 \(1: the presumed target is "
+     r"never spared\)"),
 ])
 def test_bad_parameters_are_refused_up_front(method, params, message):
     with pytest.raises(BadInput, match=message):
