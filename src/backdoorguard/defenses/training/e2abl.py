@@ -36,10 +36,15 @@ features learns it long before it learns the clean task. During the run:
   S×S on images), flattened, one linear head. With `trap_segments_rank="high"`
   (the option's default) its *highest* losses are suspects **(ours: a head that
   keeps position learns the clean content well enough that a relabelled sample
-  whose trigger it cannot represent, a warp, is label noise to it; on digits and
-  GunPoint WaNet its loss ranked the poison near the top, AUROC of a low loss
-  0.03–0.16 and 0.04–0.33, docs/e2abl.md "Warp triggers")**; `"low"` ranks it
-  like the other heads. h2
+  whose trigger it cannot represent, a warp, is label noise to it; on digits
+  WaNet its loss ranked the poison near the top all run, AUROC of a low loss
+  0.03–0.16; on GunPoint time-warp it swung, 0.02–0.59; docs/e2abl.md "Warp
+  triggers")** as one more column
+  of the lowest rank; `"extra"` adds its `share` / 2 highest as suspects on top
+  of the other heads' (they take none of their places and are never among the
+  unlearnt lowest-scored); `"low"` ranks it like the other heads. Not a
+  default: on the grid it fixed digits WaNet and broke passing cells (mnist5k
+  BadNets with either reading, docs/e2abl.md). h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
   on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
