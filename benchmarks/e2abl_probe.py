@@ -11,7 +11,9 @@ loss (a diagnosis of where the backdoor survives, never a defense); `--cost` tim
 plain training on the same set after each run. Every epoch also records the AUROC
 of each trap head's loss (and of the main head's) against the true poison, a low
 loss counting as suspect: over the whole set, over within-class ranks, and inside
-the target class. `--side NAME ...` trains diagnostic linear traps on features of
+the target class; `auroc_trap_high` ranks the trap's best (lowest) rank from the
+highest, `auroc_contrast` adds the main head's loss rank to it (shallow-hard,
+deep-easy). `--side NAME ...` trains diagnostic linear traps on features of
 the raw input beside the run (pooled input, pooled steps, log spectrum, the
 flattened input) and records theirs. Works on any classification data set with a
 recipe (`--dataset ucr:GunPoint`). One JSON line per run is appended to `--out`.
@@ -117,6 +119,12 @@ class Probe(Hook):
                 record[f"auroc_{pooling}_target"] = low_auroc(trap_loss[target, h], is_poison[target])
             if run.score is not None:
                 record["auroc_score"] = low_auroc(run.score, is_poison)
+            # shallow-hard, deep-easy (E2ABL's trap_contrast): the main loss's rank plus
+            # one minus the trap's best rank, whether or not the run uses it
+            best = percentile_ranks(trap_loss).min(1).values
+            main = percentile_ranks(self.main_loss.unsqueeze(1))[:, 0]
+            record["auroc_contrast"] = low_auroc(main + 1.0 - best, is_poison)
+            record["auroc_trap_high"] = low_auroc(1.0 - best, is_poison)
         record["auroc_main"] = low_auroc(self.main_loss, is_poison)
         if self.side is not None:
             for name, loss in self.side.loss.items():

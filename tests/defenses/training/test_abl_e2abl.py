@@ -254,6 +254,7 @@ def test_a_model_without_stages_is_refused(digits, setting, runtime):
     ("e2abl", {"target_guard": 1.5},
      r"target_guard 1.5 is out of range; allowed: 0 ≤ drop ≤ 1 \(1: the presumed target is "
      r"never spared\)"),
+    ("e2abl", {"trap_segments": -1}, "trap_segments -1 is out of range; allowed: an integer ≥ 0"),
 ])
 def test_bad_parameters_are_refused_up_front(method, params, message):
     with pytest.raises(BadInput, match=message):
@@ -413,3 +414,56 @@ def test_auto_turns_the_steps_head_and_larger_unlearning_on_for_smooth_series_on
         model = _model(data.task, "resnet1d", width=4)
         trap = auto.build_trap(model, auto.attachment(model), data, torch.device("cpu"), seed=0)
         assert ("steps" in trap.pooling) is steps
+
+
+def test_the_segments_head_sees_position_and_its_highest_losses_are_suspects():
+    # max and average pooling cannot tell two maps apart that hold the same values in
+    # other places; the segments head (features pooled to 2 pieces) can
+    from backdoorguard.core.types import ArrayDataset
+    from backdoorguard.defenses.training.trap import Trap, TrapAndCleanse
+
+    early = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    late = early.flip(-1)
+    trap = Trap(1, 1, 2, 1, ("max", "avg"), False, segments=2)
+    assert trap.pooling == ("max", "avg", "segments")
+    assert trap(torch.cat([early, late])).shape == (2, 3, 2)
+    assert trap.heads[2].in_features == 2
+    assert torch.equal(early.amax(-1), late.amax(-1)) and torch.equal(early.mean(-1), late.mean(-1))
+    features = torch.cat([early] * 8 + [late] * 8)
+    labels = torch.tensor([0] * 8 + [1] * 8)
+    optimizer = torch.optim.Adam(trap.parameters(), lr=0.1)
+    for _ in range(200):
+        loss = torch.nn.functional.cross_entropy(trap(features).flatten(0, 1),
+                                                 labels.repeat_interleave(3))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    logits = trap(features)
+    assert (logits[:, 2].argmax(1) == labels).all()          # the segments head: position
+    assert not (logits[:, 0].argmax(1) == labels).all()      # the max head cannot
+
+    # ranking: with trap_segments_rank="high" or "extra" the segments head's highest losses are
+    # suspects (a relabelled sample whose trigger it cannot represent is label noise to
+    # it), its lowest with "low"; the max head's lowest losses are suspects either way
+    task = TaskSpec("classification", "series", (1, 4), 2)
+    data = ArrayDataset(torch.zeros(20, 1, 4), torch.arange(20) % 2, task)
+    # "extra": the max head alone fills the share (its two lowest, 3 and 0) and the
+    # segments head's highest loss comes on top (share / 2: one sample)
+    for rank, expected in (("high", {3, 17}), ("low", {3, 5}), ("extra", {0, 3, 17})):
+        defense = E2ABL(train=SHORT, trap_segments=2, trap_segments_rank=rank,
+                        poison_rate_guess=0.05, start_share=0.1, ramp_epochs=1)
+        run = TrapAndCleanse(defense, Trap(1, 1, 2, 1, ("max",), False, segments=2), data, 3,
+                             torch.device("cpu"), unlearn_share=0.0)
+        run.trap_loss[:, 0] = torch.linspace(1.0, 2.0, 20)
+        run.trap_loss[3, 0] = 0.0                             # the max head's lowest
+        run.trap_loss[:, 1] = torch.linspace(1.0, 2.0, 20)
+        run.trap_loss[5, 1], run.trap_loss[17, 1] = 0.0, 9.0  # the segments head's extremes
+        run.rank(0)
+        assert set(run.suspects.tolist()) == expected
+        # the unlearnt come from the other heads' ranking only
+        if rank == "extra":
+            assert run.score.argsort()[0] == 3
+    off = E2ABL(train=SHORT)
+    assert off.trap_segments == 0
+    with pytest.raises(BadInput, match="trap_segments_rank 'mid' is out of range"):
+        E2ABL(trap_segments=2, trap_segments_rank="mid")

@@ -31,7 +31,20 @@ features learns it long before it learns the clean task. During the run:
   GunPoint's 50 series 2 % is one series, too few to remove a backdoor the trap
   found); everywhere else (jerky series such as BasicMotions' accelerometers,
   where the steps head learnt the activities; images; tabular) it is off and the
-  share is 2 %. h2
+  share is 2 %. `trap_segments=S` (0, off, by default) adds a position-aware
+  head: the stage's features average-pooled to S pieces per axis (S on series,
+  S×S on images), flattened, one linear head. With `trap_segments_rank="high"`
+  (the option's default) its *highest* losses are suspects **(ours: a head that
+  keeps position learns the clean content well enough that a relabelled sample
+  whose trigger it cannot represent, a warp, is label noise to it; on digits
+  WaNet its loss ranked the poison near the top all run, AUROC of a low loss
+  0.03–0.16; on GunPoint time-warp it swung, 0.02–0.59; docs/e2abl.md "Warp
+  triggers")** as one more column
+  of the lowest rank; `"extra"` adds its `share` / 2 highest as suspects on top
+  of the other heads' (they take none of their places and are never among the
+  unlearnt lowest-scored); `"low"` ranks it like the other heads. Not a
+  default: on the grid it fixed digits WaNet and broke passing cells (mnist5k
+  BadNets with either reading, docs/e2abl.md). h2
   has its own Adam optimiser and takes `trap_steps` (3; **ours**: more than 1
   raised its recall where it fell short on digits, at a cost of clean accuracy
   on mnist5k, docs/e2abl.md) steps per batch on the batch's features,
@@ -155,7 +168,8 @@ class E2ABL(TrainingDefense):
                  relabel_confidence: float = 0.99, unlearn_share: float | None = None,
                  unlearn_weight: float = 1.0, ascent_cap: float | None = None,
                  unlearn_recovered: bool = True, high_loss_share: float = 0.02,
-                 class_guard: float = 0.05, target_guard: float = 0.15) -> None:
+                 class_guard: float = 0.05, target_guard: float = 0.15,
+                 trap_segments: int = 0, trap_segments_rank: str = "high") -> None:
         self.train = train_settings(train, TrainConfig(), "e2abl train")
         check_params("e2abl", {
             "trap_stage": (trap_stage >= 0, trap_stage, "an integer ≥ 0"),
@@ -189,7 +203,11 @@ class E2ABL(TrainingDefense):
             "class_guard": (0.0 <= class_guard <= 1.0, class_guard,
                             "0 ≤ drop ≤ 1 (1 turns the guard off)"),
             "target_guard": (0.0 <= target_guard <= 1.0, target_guard,
-                             "0 ≤ drop ≤ 1 (1: the presumed target is never spared)")})
+                             "0 ≤ drop ≤ 1 (1: the presumed target is never spared)"),
+            "trap_segments": (trap_segments >= 0, trap_segments,
+                              "an integer ≥ 0 (0: no position-aware head)"),
+            "trap_segments_rank": (trap_segments_rank in ("low", "high", "extra"),
+                                   trap_segments_rank, "low, high or extra")})
         self.trap_stage, self.trap_width, self.trap_conv = int(trap_stage), trap_width, bool(trap_conv)
         self.trap_pooling, self.trap_steps, self.trap_lr = trap_pooling, int(trap_steps), float(trap_lr)
         self.trap_input_steps = trap_input_steps
@@ -202,6 +220,7 @@ class E2ABL(TrainingDefense):
         self.ascent_cap = ascent_cap
         self.unlearn_recovered, self.high_loss_share = bool(unlearn_recovered), float(high_loss_share)
         self.class_guard, self.target_guard = float(class_guard), float(target_guard)
+        self.trap_segments, self.trap_segments_rank = int(trap_segments), trap_segments_rank
 
     def profile(self, data: ArrayDataset) -> Profile:
         """The steps head and the unlearnt share for this training set: as given, or
@@ -263,7 +282,7 @@ class E2ABL(TrainingDefense):
             torch.manual_seed(seed)
             trap = Trap(shape[1], len(shape) - 2, data.task.num_outputs,
                         self.trap_width or shape[1], POOLINGS[self.trap_pooling], self.trap_conv,
-                        stats)
+                        stats, self.trap_segments)
         return trap.to(device)
 
     def fit(self, model: nn.Module, poisoned: ArrayDataset, *,

@@ -62,7 +62,8 @@ class Trap(nn.Module):
 
     def __init__(self, channels: int, dims: int, classes: int, width: int,
                  pooling: tuple[str, ...], conv_block: bool = True,
-                 input_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 input_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 segments: int = 0) -> None:
         super().__init__()
         conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
         if conv_block:
@@ -70,8 +71,14 @@ class Trap(nn.Module):
                                        norm(width), nn.ReLU())
         else:
             self.block, width = nn.Identity(), channels
+        self.dims, self.segments = dims, int(segments)
+        if self.segments:
+            # position-aware: the features average-pooled to `segments` pieces per axis
+            pooling = (*pooling, "segments")
         self.pooling = pooling
-        self.heads = nn.ModuleList(nn.Linear(width, classes) for _ in pooling)
+        self.heads = nn.ModuleList(
+            nn.Linear(width * (self.segments ** dims if p == "segments" else 1), classes)
+            for p in pooling)
         self.steps_head: nn.Linear | None = None
         if input_stats is not None:
             mean, std = input_stats
@@ -82,8 +89,12 @@ class Trap(nn.Module):
 
     def forward(self, features: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, heads, classes] (`x`, the model's input, feeds the steps head)."""
-        h = self.block(features).flatten(2)
+        block = self.block(features)
+        h = block.flatten(2)
         pooled = {"max": h.amax(2), "avg": h.mean(2)}
+        if self.segments:
+            pool = F.adaptive_avg_pool1d if self.dims == 1 else F.adaptive_avg_pool2d
+            pooled["segments"] = pool(block, self.segments).flatten(1)
         logits = [head(pooled[p]) for head, p in zip(self.heads, self.pooling)]
         if self.steps_head is not None:
             logits.append(self.steps_head((input_steps(x) - self.steps_mean) / self.steps_std))
@@ -133,6 +144,7 @@ class TrapAndCleanse(Hook):
         self.reading: dict[str, Any] = {}         # the guard's last per-class reading
         self.spared = torch.zeros(classes, dtype=torch.bool, device=device)
         self.score: torch.Tensor | None = None
+        self.noise_score: torch.Tensor | None = None  # the segments head's, ranked from the highest
         self.frozen = False
         self.cap_share = 2.0 * defense.poison_rate_guess
         self.ramp = defense.ramp_epochs if defense.ramp_epochs is not None else max(1, epochs // 3)
@@ -197,11 +209,31 @@ class TrapAndCleanse(Hook):
         sample's score smooths the epoch-to-epoch swings); freeze them, and start
         unlearning, once the share reaches its cap."""
         share = self.share(epoch)
-        score = percentile_ranks(self.trap_loss.cpu()).min(1).values
+        ranks = percentile_ranks(self.trap_loss.cpu())
+        noise = None
+        if self.d.trap_segments and self.d.trap_segments_rank != "low":
+            # the position-aware head learns the content well enough that a relabelled
+            # sample whose trigger it cannot represent (a warp) is label noise to it:
+            # its *highest* losses are suspect. "high": one more column of the lowest
+            # rank; "extra": a suspect source of its own, `share` / 2 more suspects on top
+            # of the other heads' (it neither takes their places nor picks the unlearnt)
+            column = self.trap.pooling.index("segments")
+            flipped = 1.0 - ranks[:, column] - 1.0 / len(ranks)
+            if self.d.trap_segments_rank == "high":
+                ranks[:, column] = flipped
+            else:
+                ranks = ranks[:, [c for c in range(ranks.shape[1]) if c != column]]
+                noise = flipped
+        score = ranks.min(1).values
         self.score = score if self.score is None else 0.5 * (self.score + score)
         order = self.score.argsort(stable=True)
         n = len(order)
-        self.suspects = order[:count(share, n)].sort().values
+        suspects = order[:count(share, n)]
+        if noise is not None:
+            self.noise_score = noise if self.noise_score is None else 0.5 * (self.noise_score + noise)
+            extra = self.noise_score.argsort(stable=True)[:count(share / 2, n)]
+            suspects = torch.cat([suspects, extra]).unique()
+        self.suspects = suspects.sort().values
         self.frozen = share >= self.cap_share
         if self.frozen:
             self.confirm_lowest()
