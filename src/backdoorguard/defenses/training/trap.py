@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from .e2abl import E2ABL
 
 
-# The presumed target is spared only when unlearning cost at least this many of its
-# held samples (beside `target_guard`'s share): one-off dips of a few series on small
-# series sets (GunPoint, BasicMotions: 3-8 series, 0.3-0.4 of the class) came back.
+# The presumed target is spared only when unlearning cost it at least this many held
+# samples (beside `target_guard`'s share), for this many rounds in a row: the true
+# target's dips while its poisons are unlearnt were up to 8 of 24 series (GunPoint)
+# and, once, 10 of 36 (JapaneseVowels), each for one round; a collapse lasts
+# (docs/e2abl.md, "A clean-label attack: the wrong presumed target").
 TARGET_GUARD_SAMPLES = 10
 TARGET_GUARD_EPOCHS = 2
 
@@ -279,7 +281,8 @@ class TrapAndCleanse(Hook):
         so its suspects are clean ones the trap took for poison. A spared class's
         suspects are released (trained with their given label again) and none of its
         samples is unlearnt, relabelled or dropped for a high loss from then on. The
-        presumed target is spared only when it fell more than `target_guard`.
+        presumed target is spared only when it fell more than `target_guard` and by
+        TARGET_GUARD_SAMPLES held samples, TARGET_GUARD_EPOCHS rounds in a row.
         Returns the newly spared classes."""
         held, count = self.held_accuracy()
         if self.best is None:
@@ -300,7 +303,7 @@ class TrapAndCleanse(Hook):
         # accuracy dips while its poisons are unlearnt; on a class of a few dozen series
         # a dip of a few series is a third of it, so a share alone cannot tell the two.
         # A collapse lasts, a dip does not: the target is spared after TARGET_GUARD_EPOCHS
-        # such epochs in a row.
+        # such rounds in a row.
         t = self.target
         low = bool(drop[t] > max(self.d.target_guard, self.d.class_guard)
                    and drop[t] * count[t] >= TARGET_GUARD_SAMPLES - 1e-6)
