@@ -50,7 +50,6 @@ from backdoorguard.pipeline import build_attack, resolve
 from training_defense import attack_config as grid_attack
 
 RATE, TARGET = 0.1, 0
-ATTACK_DEFAULTS = False
 
 
 class Probe(Hook):
@@ -119,8 +118,8 @@ class Probe(Hook):
                 record[f"auroc_{pooling}_target"] = low_auroc(trap_loss[target, h], is_poison[target])
             if run.score is not None:
                 record["auroc_score"] = low_auroc(run.score, is_poison)
-            # shallow-hard, deep-easy (E2ABL's trap_contrast): the main loss's rank plus
-            # one minus the trap's best rank, whether or not the run uses it
+            # shallow-hard, deep-easy (an idea tried and not kept, docs/e2abl.md "Warp
+            # triggers"): the main loss's rank plus one minus the trap's best rank
             best = percentile_ranks(trap_loss).min(1).values
             main = percentile_ranks(self.main_loss.unsqueeze(1))[:, 0]
             record["auroc_contrast"] = low_auroc(main + 1.0 - best, is_poison)
@@ -229,13 +228,17 @@ def class_accuracy(model, test) -> list[float]:
             for c in range(int(test.y.max()) + 1)]
 
 
-def setup(dataset: str, attack_name: str, seed: int, threads: int):
-    """The recipe's data, a fresh seeded model, the attack and the poisoned set. The
-    attack is the training-defense grid's setting for the cell (the attack zoo's
-    bar settings) unless `ATTACK_DEFAULTS` (`--attack-defaults`: the attack's own
-    defaults at 10 %, as runs before 2026-12-07 used)."""
-    config = (AttackConfig(name=attack_name, poison_rate=RATE, target=TARGET) if ATTACK_DEFAULTS
-              else grid_attack(dataset, attack_name))
+def probe_attack(dataset: str, attack_name: str, defaults: bool = False) -> AttackConfig:
+    """The training-defense grid's setting for the cell (the attack zoo's bar
+    settings), or with `defaults` (`--attack-defaults`) the attack's own defaults at
+    10 %, as runs before 2026-12-07 used."""
+    if defaults:
+        return AttackConfig(name=attack_name, poison_rate=RATE, target=TARGET)
+    return grid_attack(dataset, attack_name)
+
+
+def setup(dataset: str, config: AttackConfig, seed: int, threads: int):
+    """The recipe's data, a fresh seeded model, the attack and the poisoned set."""
     run_config = TrainRun(dataset=dataset, attack=config)
     resolved = resolve(run_config)
     runtime = Runtime(seed=seed, device="cpu", threads=threads, progress=False)
@@ -246,15 +249,16 @@ def setup(dataset: str, attack_name: str, seed: int, threads: int):
     return resolved, runtime, attack, model, poisoned
 
 
-def plain_seconds(dataset: str, attack_name: str, seed: int, threads: int) -> float:
+def plain_seconds(dataset: str, config: AttackConfig, seed: int, threads: int) -> float:
     """Training seconds of plain training on the same poisoned set, model and seed."""
-    resolved, runtime, _, model, poisoned = setup(dataset, attack_name, seed, threads)
+    resolved, runtime, _, model, poisoned = setup(dataset, config, seed, threads)
     return fit(model, poisoned, resolved.train, runtime=runtime).seconds
 
 
-def probe_run(dataset: str, attack_name: str, seed: int, params: dict, trace: bool,
-              threads: int, oracle: str | None = None, side: list[str] | None = None) -> dict:
-    resolved, runtime, attack, model, poisoned = setup(dataset, attack_name, seed, threads)
+def probe_run(dataset: str, attack_name: str, config: AttackConfig, seed: int, params: dict,
+              trace: bool, threads: int, oracle: str | None = None,
+              side: list[str] | None = None) -> dict:
+    resolved, runtime, attack, model, poisoned = setup(dataset, config, seed, threads)
     poison = torch.as_tensor(poisoned.poison_index, dtype=torch.long)
     probes: list[Probe] = []
     plain_fit = e2abl_module.fit
@@ -308,16 +312,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/e2abl_probe.jsonl"))
     args = parser.parse_args()
-    global ATTACK_DEFAULTS
-    ATTACK_DEFAULTS = args.attack_defaults
     torch.set_num_threads(args.threads)
     params = key_values(args.param, "--param") or {}
     for attack in args.attack:
+        config = probe_attack(args.dataset, attack, args.attack_defaults)
         for seed in args.seeds:
-            row = probe_run(args.dataset, attack, seed, params, args.trace, args.threads, args.oracle,
-                            args.side)
+            row = probe_run(args.dataset, attack, config, seed, params, args.trace, args.threads,
+                            args.oracle, args.side)
             if args.cost:
-                row["plain_train_seconds"] = round(plain_seconds(args.dataset, attack, seed,
+                row["plain_train_seconds"] = round(plain_seconds(args.dataset, config, seed,
                                                                  args.threads), 2)
                 row["cost_vs_plain"] = round(row["train_seconds"] / row["plain_train_seconds"], 2)
             summary = {k: v for k, v in row.items() if k != "epochs"}
